@@ -1,0 +1,1 @@
+"""amikeeper: tag-driven EC2 AMI backups with restic-style retention."""
