@@ -1,0 +1,47 @@
+"""Worker: each SQS message backs up one instance; only failed messages go back to the queue."""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from amikeeper.config import load_settings
+from amikeeper.events import WorkRecord
+from amikeeper.runtime import Runtime
+from amikeeper.worker import WorkerDeps, back_up
+
+RUNTIME = Runtime(load_settings(os.environ))
+DEPS = WorkerDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier)
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
+processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord)
+
+OUTCOME_METRIC = {"created": "BackupsStarted", "duplicate": "DuplicateBackupsSkipped", "instance-gone": None}
+
+
+@tracer.capture_method
+def record_handler(record: WorkRecord) -> str:
+    item = record.body
+    try:
+        outcome = back_up(item, int(record.attributes.ApproximateReceiveCount), DEPS)
+    except Exception:
+        metrics.add_metric("BackupsFailed", MetricUnit.Count, 1)
+        logger.exception("backup failed", extra={"instance_id": item.instance_id, "region": item.region})
+        raise
+    if metric := OUTCOME_METRIC[outcome.status]:
+        metrics.add_metric(metric, MetricUnit.Count, 1)
+    logger.info(
+        "backup " + outcome.status, extra={"instance_id": item.instance_id, "image_id": outcome.image_id}
+    )
+    return outcome.status
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

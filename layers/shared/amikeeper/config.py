@@ -1,0 +1,139 @@
+"""The stack's configuration, parsed once at cold start into one validated object.
+
+Handlers call :func:`load_settings` at import time; nothing else in the package reads ``os.environ``.
+A missing or malformed variable fails the cold start with a message that names the variable, so a
+broken deployment is loud on its first invocation instead of quietly backing up nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from amikeeper.retention_rules import RetentionError, parse_retention
+from amikeeper.schedules import ScheduleError, parse_schedule
+from amikeeper.tagkeys import TagKeys
+
+PREFIX = "AMIKEEPER_"
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_TAG_KEY = re.compile(r"^[^\s:][^:]{0,100}$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack_name: str
+    opt_in_tag_key: str
+    default_schedule: str
+    default_retention: str
+    planner_rate_minutes: int
+    regions: tuple[str, ...]
+    time_zone: ZoneInfo
+    copy_tags: tuple[str, ...]
+    policies_parameter: str
+    work_queue_url: str
+    topic_arn: str
+    orphan_grace_days: int
+    pending_timeout_hours: int
+    idempotency_table: str
+    home_region: str
+
+    @property
+    def tag_keys(self) -> TagKeys:
+        return TagKeys(self.opt_in_tag_key)
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Parse and validate every AMIKEEPER_* variable (and AWS_REGION, set by Lambda)."""
+    reader = _Reader(environ)
+    home_region = reader.region("AWS_REGION", environ.get("AWS_REGION", "").strip())
+    opt_in = reader.required("OPT_IN_TAG_KEY")
+    if not _TAG_KEY.match(opt_in):
+        raise ConfigError(PREFIX + "OPT_IN_TAG_KEY", f"{opt_in!r} is not a usable tag key (no ':' or spaces)")
+    time_zone = reader.zone("TIME_ZONE")
+    return Settings(
+        stack_name=reader.required("STACK_NAME"),
+        opt_in_tag_key=opt_in,
+        default_schedule=reader.schedule("DEFAULT_SCHEDULE", time_zone),
+        default_retention=reader.retention("DEFAULT_RETENTION"),
+        planner_rate_minutes=reader.integer("PLANNER_RATE_MINUTES", minimum=1, maximum=1440),
+        regions=reader.regions("REGIONS", default=home_region),
+        time_zone=time_zone,
+        copy_tags=reader.listing("COPY_TAGS"),
+        policies_parameter=reader.required("POLICIES_PARAMETER"),
+        work_queue_url=reader.required("WORK_QUEUE_URL"),
+        topic_arn=reader.required("TOPIC_ARN"),
+        orphan_grace_days=reader.integer("ORPHAN_GRACE_DAYS", minimum=0, maximum=3650),
+        pending_timeout_hours=reader.integer("PENDING_TIMEOUT_HOURS", minimum=1, maximum=720),
+        idempotency_table=reader.required("IDEMPOTENCY_TABLE"),
+        home_region=home_region,
+    )
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str) -> str:
+        return self._environ.get(PREFIX + name, "").strip()
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if not value:
+            raise ConfigError(PREFIX + name, "is missing or empty")
+        return value
+
+    def integer(self, name: str, *, minimum: int, maximum: int) -> int:
+        text = self.required(name)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(PREFIX + name, f"{text!r} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(PREFIX + name, f"{value} is outside {minimum}..{maximum}")
+        return value
+
+    def schedule(self, name: str, time_zone: ZoneInfo) -> str:
+        text = self.required(name)
+        try:
+            parse_schedule(text, time_zone)
+        except ScheduleError as error:
+            raise ConfigError(PREFIX + name, str(error)) from None
+        return text
+
+    def retention(self, name: str) -> str:
+        text = self.required(name)
+        try:
+            parse_retention(text)
+        except RetentionError as error:
+            raise ConfigError(PREFIX + name, str(error)) from None
+        return text
+
+    def zone(self, name: str) -> ZoneInfo:
+        text = self.raw(name) or "UTC"
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(PREFIX + name, f"{text!r} is not an IANA time zone name") from None
+
+    def listing(self, name: str) -> tuple[str, ...]:
+        items = (item.strip() for item in self.raw(name).split(","))
+        return tuple(dict.fromkeys(item for item in items if item))
+
+    def region(self, variable: str, text: str) -> str:
+        if not _REGION.match(text):
+            raise ConfigError(variable, f"{text!r} is not an AWS region name")
+        return text
+
+    def regions(self, name: str, *, default: str) -> tuple[str, ...]:
+        listed = self.listing(name)
+        return tuple(self.region(PREFIX + name, region) for region in listed) or (default,)

@@ -1,0 +1,76 @@
+"""Notifications (SPEC §7): one shape for every event, readable in email and parseable by machines.
+
+Each message goes out with ``MessageStructure=json``: email subscribers get the text, SQS / Lambda /
+HTTP(S) subscribers get one JSON object. The ``event`` and ``severity`` message attributes let a
+subscription filter, e.g. email only ``severity=error``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Event = Literal[
+    "backup.failed",
+    "backup.summary",
+    "retention.summary",
+    "instance.terminated",
+    "policy.invalid",
+    "rpo.violation",
+    "report.daily",
+]
+Severity = Literal["info", "warning", "error"]
+
+SUBJECT_LIMIT = 99
+MACHINE_PROTOCOLS = ("sqs", "lambda", "http", "https", "application", "firehose")
+
+
+@dataclass(frozen=True)
+class Notification:
+    event: Event
+    severity: Severity
+    subject: str
+    summary: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    table: Sequence[Sequence[str]] = ()  # first row is the header
+
+    def subject_line(self) -> str:
+        """SNS subjects must be ASCII, one line, under 100 characters."""
+        ascii_only = self.subject.encode("ascii", "replace").decode().replace("\n", " ").strip()
+        if len(ascii_only) <= SUBJECT_LIMIT:
+            return ascii_only
+        return ascii_only[: SUBJECT_LIMIT - 3] + "..."
+
+    def text(self) -> str:
+        lines = [self.summary]
+        if self.table:
+            lines += ["", *render_table(self.table)]
+        lines += ["", f"event: {self.event} · severity: {self.severity}"]
+        return "\n".join(lines)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "severity": self.severity,
+            "subject": self.subject_line(),
+            **self.payload,
+        }
+
+    def sns_message(self) -> str:
+        machine = json.dumps(self.document(), default=str, sort_keys=True)
+        human = self.text()
+        structure = {"default": human, "email": human, "email-json": machine}
+        structure.update(dict.fromkeys(MACHINE_PROTOCOLS, machine))
+        return json.dumps(structure)
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(row[col])) for row in rows) for col in range(len(rows[0]))]
+    rendered = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    rendered.insert(1, "  ".join("-" * width for width in widths))
+    return rendered
