@@ -119,7 +119,7 @@ class Duration:
         if any(isinstance(part, bool) or not isinstance(part, int) or part < 0 for part in parts):
             raise DurationError(self._render(), "every part must be a whole number, zero or more")
         if not any(parts):
-            raise DurationError(self._render(), "must be longer than zero")
+            raise DurationError("0h", "must be longer than zero")
 
     @classmethod
     def parse(cls, text: str) -> Duration:
