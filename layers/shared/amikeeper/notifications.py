@@ -55,6 +55,7 @@ class Notification:
             "event": self.event,
             "severity": self.severity,
             "subject": self.subject_line(),
+            "text": self.text(),
             **self.payload,
         }
 
