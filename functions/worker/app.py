@@ -16,7 +16,8 @@ from amikeeper.worker import WorkerDeps, back_up
 RUNTIME = Runtime(load_settings(os.environ))
 DEPS = WorkerDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord)
+# Always answer with batchItemFailures, even when every record failed: SQS retries exactly those.
+processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord, raise_on_entire_batch_failure=False)
 
 OUTCOME_METRIC = {"created": "BackupsStarted", "duplicate": "DuplicateBackupsSkipped", "instance-gone": None}
 

@@ -1,0 +1,42 @@
+"""Shared fixtures: moto with real EC2 semantics, the stack's resources, and the template's functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import aws_xray_sdk.core  # noqa: F401 - opens its (idle) UDP emitter socket now, before pytest-socket blocks sockets
+import pytest
+
+from amikeeper import clients
+from tests.fixtures.ec2_fidelity import Ec2Fidelity, aws, aws_credentials
+from tests.fixtures.stack import MotoStack, create_stack
+from tests.sam_local import ResolvedFunction, SamApp
+
+__all__ = ["aws", "aws_credentials"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    """Each test gets new boto3 clients, bound to its own moto backend."""
+    clients.reset()
+    yield
+    clients.reset()
+
+
+@pytest.fixture(scope="session")
+def sam_app() -> SamApp:
+    return SamApp.load(ROOT / "template.yaml")
+
+
+@pytest.fixture
+def stack(aws: Ec2Fidelity) -> MotoStack:
+    return create_stack()
+
+
+@pytest.fixture
+def functions(sam_app: SamApp, stack: MotoStack) -> dict[str, ResolvedFunction]:
+    """The template's functions, resolved against the moto stack like `sam local invoke --env-vars`."""
+    return stack.deploy(sam_app)

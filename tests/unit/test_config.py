@@ -1,0 +1,80 @@
+"""Configuration is parsed once into a validated object; every bad variable is named in the error."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from amikeeper.config import ConfigError, load_settings
+
+VALID = {
+    "AWS_REGION": "eu-west-1",
+    "AMIKEEPER_STACK_NAME": "amikeeper",
+    "AMIKEEPER_OPT_IN_TAG_KEY": "Backup",
+    "AMIKEEPER_DEFAULT_SCHEDULE": "daily@03:00",
+    "AMIKEEPER_DEFAULT_RETENTION": "daily=7 weekly=4 monthly=6",
+    "AMIKEEPER_PLANNER_RATE_MINUTES": "15",
+    "AMIKEEPER_REGIONS": "",
+    "AMIKEEPER_TIME_ZONE": "Europe/Berlin",
+    "AMIKEEPER_COPY_TAGS": "CostCenter, Team,,Team",
+    "AMIKEEPER_POLICIES_PARAMETER": "/amikeeper/policies",
+    "AMIKEEPER_WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/work",
+    "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:amikeeper",
+    "AMIKEEPER_ORPHAN_GRACE_DAYS": "30",
+    "AMIKEEPER_PENDING_TIMEOUT_HOURS": "6",
+    "AMIKEEPER_IDEMPOTENCY_TABLE": "amikeeper-idempotency",
+}
+
+
+def test_valid_environment_becomes_typed_settings() -> None:
+    # Given the environment the template sets / When it is loaded
+    settings = load_settings(VALID)
+    # Then values are typed, lists are de-duplicated and an empty region list means the home region
+    assert settings.regions == ("eu-west-1",)
+    assert settings.copy_tags == ("CostCenter", "Team")
+    assert settings.time_zone == ZoneInfo("Europe/Berlin")
+    assert settings.planner_rate_minutes == 15
+    assert settings.tag_keys.schedule == "Backup:Schedule"
+    assert settings.tag_keys.hold == "Backup:Hold"
+
+
+def test_explicit_regions_are_kept_in_order() -> None:
+    settings = load_settings(VALID | {"AMIKEEPER_REGIONS": "us-east-1, eu-central-1"})
+    assert settings.regions == ("us-east-1", "eu-central-1")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("AMIKEEPER_STACK_NAME", "", "AMIKEEPER_STACK_NAME: is missing or empty"),
+        (
+            "AMIKEEPER_PLANNER_RATE_MINUTES",
+            "fifteen",
+            "AMIKEEPER_PLANNER_RATE_MINUTES: 'fifteen' is not a whole number",
+        ),
+        ("AMIKEEPER_PLANNER_RATE_MINUTES", "0", "AMIKEEPER_PLANNER_RATE_MINUTES: 0 is outside 1..1440"),
+        (
+            "AMIKEEPER_TIME_ZONE",
+            "Mars/Olympus",
+            "AMIKEEPER_TIME_ZONE: 'Mars/Olympus' is not an IANA time zone name",
+        ),
+        ("AMIKEEPER_REGIONS", "us-east-1,narnia", "AMIKEEPER_REGIONS: 'narnia' is not an AWS region name"),
+        ("AMIKEEPER_OPT_IN_TAG_KEY", "Back:up", "AMIKEEPER_OPT_IN_TAG_KEY"),
+        ("AMIKEEPER_DEFAULT_SCHEDULE", "sometimes", "AMIKEEPER_DEFAULT_SCHEDULE"),
+        ("AMIKEEPER_DEFAULT_RETENTION", "forever", "AMIKEEPER_DEFAULT_RETENTION"),
+        ("AWS_REGION", "", "AWS_REGION"),
+    ],
+)
+def test_bad_variable_is_named_in_the_error(variable: str, value: str, message: str) -> None:
+    # Given one broken variable / When loading / Then the error names it and says why
+    with pytest.raises(ConfigError) as raised:
+        load_settings(VALID | {variable: value})
+    assert str(raised.value).startswith(message)
+    assert raised.value.variable == variable
+
+
+def test_missing_variable_is_named() -> None:
+    environ = {key: value for key, value in VALID.items() if key != "AMIKEEPER_TOPIC_ARN"}
+    with pytest.raises(ConfigError, match="AMIKEEPER_TOPIC_ARN: is missing"):
+        load_settings(environ)
