@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -18,7 +19,7 @@ TICK = {"scheduled_time": "2026-11-29T10:00:00Z", "execution_id": "test-tick"}
 GOLD = {"gold": {"schedule": "every 6h", "retain": "hourly=24 daily=14", "no_reboot": False}}
 
 
-def tags_of(image: dict[str, Any]) -> dict[str, str]:
+def tags_of(image: Mapping[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
 
 

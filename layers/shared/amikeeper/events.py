@@ -25,4 +25,4 @@ class ScheduledTick(BaseModel):
 
 
 class WorkRecord(SqsRecordModel):
-    body: Json[WorkItem]  # type: ignore[assignment]
+    body: Json[WorkItem]
