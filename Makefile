@@ -25,7 +25,7 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed
 
 ## The main job on the embedded default: a moto fleet, the deployed handlers, no AWS account.
 demo: $(VENV)/.installed
-	$(PY) -m scripts.demo
+	PYTHONPATH=layers/shared:. $(PY) -m scripts.demo
 
 ## Lint, strict types, template checks (sam validate, cfn-lint, sam build) and every test.
 test: install lint types
@@ -46,7 +46,7 @@ integration: install
 
 ## API calls per instance, wall time and peak memory for growing fleets (not part of `make test`).
 bench: $(VENV)/.installed
-	$(PY) -m scripts.bench
+	PYTHONPATH=layers/shared:. $(PY) -m scripts.bench
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -199,7 +199,7 @@ def _invalid_tag_notification(invalid: InvalidInstance) -> Notification:
         severity="warning",
         subject=f"amikeeper: invalid tag {invalid.tag} on {invalid.instance_id} in {invalid.region}",
         summary=f"Instance {label} in {invalid.region} was not backed up: tag {invalid.tag}="
-        f"{invalid.value!r} is invalid ({invalid.reason}). Other instances were not affected.",
+        f"{invalid.value!r} is invalid: {invalid.reason}. Other instances were not affected.",
         payload={
             "scope": "instance",
             "region": invalid.region,
