@@ -1,0 +1,627 @@
+"""The EC2 fidelity extension answers plain boto3 calls the way EC2 does (see tests/fixtures/README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
+from moto import mock_aws
+from moto.ec2.models.amis import Ami, AmiBackend
+from mypy_boto3_ec2 import EC2Client
+from mypy_boto3_ec2.type_defs import ResourceTypeOptionTypeDef, TagSpecificationTypeDef, TagTypeDef
+
+from tests.fixtures.ec2_fidelity import (
+    FAKE_REGION,
+    Ec2Fidelity,
+    FidelityAlreadyActiveError,
+    InvalidImageStateError,
+    InvalidReturnCodeError,
+    NaiveDatetimeError,
+    UnknownImageError,
+    UnknownSnapshotError,
+    _page,
+    aws,  # noqa: F401 - pytest fixture, used by name
+    aws_credentials,  # noqa: F401 - pytest fixture, used by name
+    real_ec2_semantics,
+)
+
+MANAGED: TagTypeDef = {"Key": "amikeeper:managed-by", "Value": "amikeeper"}
+IMAGE_AND_SNAPSHOT_TAGS: list[TagSpecificationTypeDef] = [
+    {"ResourceType": "image", "Tags": [MANAGED]},
+    {"ResourceType": "snapshot", "Tags": [MANAGED]},
+]
+
+
+@pytest.fixture
+def ec2(aws: Ec2Fidelity) -> EC2Client:  # noqa: F811 - the imported fixture, requested by name
+    return boto3.client("ec2", region_name=FAKE_REGION)
+
+
+@pytest.fixture
+def base_image(ec2: EC2Client) -> str:
+    return ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+
+
+def launch(ec2: EC2Client, image_id: str, **extra: Any) -> str:
+    return ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, **extra)["Instances"][0]["InstanceId"]
+
+
+def image_of(ec2: EC2Client, image_id: str) -> Any:
+    return ec2.describe_images(ImageIds=[image_id])["Images"][0]
+
+
+def snapshot_ids(image: Any) -> list[str]:
+    return [mapping["Ebs"]["SnapshotId"] for mapping in image["BlockDeviceMappings"]]
+
+
+def existing_snapshots(ec2: EC2Client, ids: list[str]) -> set[str]:
+    owned = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    return {snapshot["SnapshotId"] for snapshot in owned} & set(ids)
+
+
+def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(error.value.response["Error"]["Code"])
+
+
+# --- Gaps 1 and 2: CreateImage ---------------------------------------------------------------------------
+def test_create_image_snapshots_every_attached_volume_at_its_size(ec2: EC2Client, base_image: str) -> None:
+    # Given an instance launched with a data volume and given a second one by AttachVolume
+    instance_id = launch(
+        ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 20}}]
+    )
+    extra = ec2.create_volume(Size=50, AvailabilityZone=f"{FAKE_REGION}a")["VolumeId"]
+    ec2.attach_volume(VolumeId=extra, InstanceId=instance_id, Device="/dev/sdg")
+
+    # When it is imaged
+    image = image_of(ec2, ec2.create_image(InstanceId=instance_id, Name="three-volumes")["ImageId"])
+
+    # Then the AMI maps root and both data devices to their own snapshot, sized like the volume
+    sizes = {m["DeviceName"]: m["Ebs"]["VolumeSize"] for m in image["BlockDeviceMappings"]}
+    assert sizes == {image["RootDeviceName"]: 8, "/dev/sdf": 20, "/dev/sdg": 50}
+    snapshots = ec2.describe_snapshots(SnapshotIds=snapshot_ids(image))["Snapshots"]
+    assert sorted(s["VolumeSize"] for s in snapshots) == [8, 20, 50]
+    assert len(set(snapshot_ids(image))) == 3
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert image["RootDeviceName"] == instance["RootDeviceName"]
+    assert image["RootDeviceType"] == "ebs"
+
+
+def test_create_image_tags_the_ami_and_every_snapshot_in_the_same_call(
+    ec2: EC2Client, base_image: str
+) -> None:
+    # Given an instance with root and one data volume
+    instance_id = launch(
+        ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 10}}]
+    )
+
+    # When CreateImage carries tag specifications for the image and its snapshots
+    image_id = ec2.create_image(
+        InstanceId=instance_id,
+        Name="tagged-backup",
+        TagSpecifications=IMAGE_AND_SNAPSHOT_TAGS,
+    )["ImageId"]
+
+    # Then the AMI and each of its snapshots carry the tag
+    image = image_of(ec2, image_id)
+    assert MANAGED in image["Tags"]
+    snapshots = ec2.describe_snapshots(SnapshotIds=snapshot_ids(image))["Snapshots"]
+    assert len(snapshots) == 2
+    assert all(MANAGED in snapshot["Tags"] for snapshot in snapshots)
+
+
+def test_instance_launched_with_only_data_volumes_still_has_its_root(ec2: EC2Client, base_image: str) -> None:
+    # Given / When an instance is launched with a data volume mapping only
+    instance_id = launch(
+        ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdh", "Ebs": {"VolumeSize": 30}}]
+    )
+
+    # Then it has its root device too, as EC2 merges launch mappings into the AMI's
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    devices = {mapping["DeviceName"] for mapping in instance["BlockDeviceMappings"]}
+    assert devices == {instance["RootDeviceName"], "/dev/sdh"}
+
+
+# --- Gap 3: AMI names --------------------------------------------------------------------------------------
+def test_create_image_with_a_name_in_use_raises_duplicate(ec2: EC2Client, base_image: str) -> None:
+    # Given an AMI named "nightly-web"
+    instance_id = launch(ec2, base_image)
+    first = ec2.create_image(InstanceId=instance_id, Name="nightly-web")["ImageId"]
+
+    # When a second CreateImage asks for the same name
+    with pytest.raises(ClientError) as error:
+        ec2.create_image(InstanceId=instance_id, Name="nightly-web")
+
+    # Then EC2 refuses it and names the AMI holding the name
+    assert error_code(error) == "InvalidAMIName.Duplicate"
+    assert first in error.value.response["Error"]["Message"]
+
+
+def test_name_of_a_deregistered_ami_can_be_used_again(ec2: EC2Client, base_image: str) -> None:
+    # Given an AMI that was deregistered
+    instance_id = launch(ec2, base_image)
+    ec2.deregister_image(ImageId=ec2.create_image(InstanceId=instance_id, Name="reused")["ImageId"])
+
+    # When its name is used again
+    second = ec2.create_image(InstanceId=instance_id, Name="reused")["ImageId"]
+
+    # Then a new AMI gets it
+    assert image_of(ec2, second)["Name"] == "reused"
+
+
+def test_malformed_ami_name_is_rejected(ec2: EC2Client, base_image: str) -> None:
+    # Given / When a name with a character EC2 does not allow
+    with pytest.raises(ClientError) as error:
+        ec2.create_image(InstanceId=launch(ec2, base_image), Name="web#1 backup")
+
+    # Then
+    assert error_code(error) == "InvalidAMIName.Malformed"
+
+
+# --- Gap 4: DeregisterImage(DeleteAssociatedSnapshots) ----------------------------------------------------
+@pytest.fixture
+def two_snapshot_image(ec2: EC2Client, base_image: str) -> str:
+    instance_id = launch(
+        ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 10}}]
+    )
+    return ec2.create_image(InstanceId=instance_id, Name="to-expire")["ImageId"]
+
+
+def test_deregister_with_delete_associated_snapshots_leaves_no_snapshot(
+    ec2: EC2Client, two_snapshot_image: str
+) -> None:
+    # Given an AMI with two snapshots
+    owned = snapshot_ids(image_of(ec2, two_snapshot_image))
+
+    # When it is deregistered with DeleteAssociatedSnapshots
+    response = ec2.deregister_image(ImageId=two_snapshot_image, DeleteAssociatedSnapshots=True)
+
+    # Then each snapshot is reported deleted and none is left
+    assert sorted(response["DeleteSnapshotResults"], key=lambda r: r["SnapshotId"]) == [
+        {"SnapshotId": snapshot_id, "ReturnCode": "success"} for snapshot_id in sorted(owned)
+    ]
+    assert existing_snapshots(ec2, owned) == set()
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+
+
+def test_deregister_without_the_flag_keeps_the_snapshots(ec2: EC2Client, two_snapshot_image: str) -> None:
+    # Given an AMI with two snapshots
+    owned = snapshot_ids(image_of(ec2, two_snapshot_image))
+
+    # When it is deregistered without DeleteAssociatedSnapshots
+    response = ec2.deregister_image(ImageId=two_snapshot_image)
+
+    # Then its snapshots stay (and can now be deleted one by one)
+    assert "DeleteSnapshotResults" not in response
+    assert existing_snapshots(ec2, owned) == set(owned)
+
+
+def test_snapshot_still_backing_another_ami_is_skipped(ec2: EC2Client, two_snapshot_image: str) -> None:
+    # Given a second AMI registered from the first AMI's root snapshot
+    root_snapshot = snapshot_ids(image_of(ec2, two_snapshot_image))[0]
+    other = ec2.register_image(
+        Name="restored-root",
+        RootDeviceName="/dev/sda1",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": root_snapshot}}],
+    )["ImageId"]
+
+    # When the first AMI is deregistered with DeleteAssociatedSnapshots
+    results = ec2.deregister_image(ImageId=two_snapshot_image, DeleteAssociatedSnapshots=True)[
+        "DeleteSnapshotResults"
+    ]
+
+    # Then the shared snapshot is skipped and kept; it still cannot be deleted directly
+    codes = {result["SnapshotId"]: result["ReturnCode"] for result in results}
+    assert codes[root_snapshot] == "skipped"
+    assert sorted(codes.values()) == ["skipped", "success"]
+    assert existing_snapshots(ec2, [root_snapshot]) == {root_snapshot}
+    with pytest.raises(ClientError) as error:
+        ec2.delete_snapshot(SnapshotId=root_snapshot)
+    assert error_code(error) == "InvalidSnapshot.InUse"
+    assert snapshot_ids(image_of(ec2, other)) == [root_snapshot]
+
+
+def test_injected_deletion_failure_is_reported_and_the_snapshot_kept(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    two_snapshot_image: str,
+) -> None:
+    # Given EC2 will fail to delete the AMI's data snapshot
+    root_snapshot, data_snapshot = snapshot_ids(image_of(ec2, two_snapshot_image))
+    aws.fail_snapshot_deletion(data_snapshot, "missing-permissions")
+
+    # When the AMI is deregistered with DeleteAssociatedSnapshots
+    results = ec2.deregister_image(ImageId=two_snapshot_image, DeleteAssociatedSnapshots=True)[
+        "DeleteSnapshotResults"
+    ]
+
+    # Then the AMI is gone, the failing snapshot is reported and left behind
+    assert {r["SnapshotId"]: r["ReturnCode"] for r in results} == {
+        root_snapshot: "success",
+        data_snapshot: "missing-permissions",
+    }
+    assert existing_snapshots(ec2, [root_snapshot, data_snapshot]) == {data_snapshot}
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+
+
+def test_snapshot_of_a_registered_ami_cannot_be_deleted(ec2: EC2Client, two_snapshot_image: str) -> None:
+    # Given / When a snapshot of a registered AMI is deleted directly
+    with pytest.raises(ClientError) as error:
+        ec2.delete_snapshot(SnapshotId=snapshot_ids(image_of(ec2, two_snapshot_image))[1])
+
+    # Then
+    assert error_code(error) == "InvalidSnapshot.InUse"
+
+
+# --- Gap 5: pagination and OwnerIds -----------------------------------------------------------------------
+def test_describe_images_paginator_yields_several_pages_and_every_image(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+) -> None:
+    # Given 250 AMIs of this account
+    registered = set()
+    for number in range(250):
+        image = ec2.register_image(Name=f"fleet-{number:03d}")["ImageId"]
+        registered.add(image)
+
+    # When a paginator reads them 100 at a time
+    pages = list(
+        ec2.get_paginator("describe_images").paginate(Owners=["self"], PaginationConfig={"PageSize": 100})
+    )
+
+    # Then there are three pages and together they hold every AMI once
+    assert [len(page["Images"]) for page in pages] == [100, 100, 50]
+    seen = [image["ImageId"] for page in pages for image in page["Images"]]
+    assert sorted(seen) == sorted(registered)
+
+
+def test_describe_images_without_max_results_returns_everything_at_once(ec2: EC2Client) -> None:
+    # Given 12 AMIs
+    for number in range(12):
+        ec2.register_image(Name=f"small-{number:02d}")
+
+    # When DescribeImages is called without MaxResults
+    response = ec2.describe_images(Owners=["self"])
+
+    # Then one answer holds them all and no NextToken
+    assert len(response["Images"]) == 12
+    assert "NextToken" not in response
+
+
+def test_deleting_between_pages_skips_nothing(ec2: EC2Client) -> None:
+    # Given 12 AMIs read 5 per page
+    for number in range(12):
+        ec2.register_image(Name=f"churn-{number:02d}")
+    first = ec2.describe_images(Owners=["self"], MaxResults=5)
+
+    # When the first page's AMIs are deregistered before reading on
+    for image in first["Images"]:
+        ec2.deregister_image(ImageId=image["ImageId"])
+    rest = []
+    token = first.get("NextToken")
+    while token:
+        page = ec2.describe_images(Owners=["self"], MaxResults=5, NextToken=token)
+        rest += [image["ImageId"] for image in page["Images"]]
+        token = page.get("NextToken")
+
+    # Then the remaining seven all arrive
+    assert len(rest) == 7
+
+
+def test_describe_snapshots_scopes_to_owner_self_and_pages(ec2: EC2Client, base_image: str) -> None:
+    # Given 7 snapshots of this account among the public ones moto serves
+    volume = ec2.create_volume(Size=4, AvailabilityZone=f"{FAKE_REGION}a")["VolumeId"]
+    mine = {ec2.create_snapshot(VolumeId=volume)["SnapshotId"] for _ in range(7)}
+    assert len(ec2.describe_snapshots()["Snapshots"]) > 7
+
+    # When they are listed with OwnerIds=["self"], 5 per page
+    pages = list(
+        ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], PaginationConfig={"PageSize": 5})
+    )
+
+    # Then only this account's snapshots arrive, over two pages
+    assert [len(page["Snapshots"]) for page in pages] == [5, 2]
+    assert {s["SnapshotId"] for page in pages for s in page["Snapshots"]} == mine
+    assert {s["OwnerId"] for page in pages for s in page["Snapshots"]} == {"123456789012"}
+
+
+def test_describe_instances_pages_with_max_results_and_not_without(ec2: EC2Client, base_image: str) -> None:
+    # Given 120 reservations
+    for _ in range(120):
+        launch(ec2, base_image)
+
+    # When described without MaxResults, and by a paginator with pages of 50
+    unpaginated = ec2.describe_instances()
+    pages = list(ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": 50}))
+
+    # Then the first answer holds all 120 and the paginator gets 50, 50, 20
+    assert len(unpaginated["Reservations"]) == 120
+    assert "NextToken" not in unpaginated
+    assert [len(page["Reservations"]) for page in pages] == [50, 50, 20]
+
+
+def test_max_results_below_five_is_refused(ec2: EC2Client) -> None:
+    # Given / When a page size EC2 does not accept
+    with pytest.raises(ClientError) as error:
+        ec2.describe_snapshots(OwnerIds=["self"], MaxResults=2)
+
+    # Then
+    assert error_code(error) == "InvalidParameterValue"
+
+
+def test_launch_templates_and_versions_page_past_fifteen(ec2: EC2Client, base_image: str) -> None:
+    # Given 20 launch templates
+    for number in range(20):
+        ec2.create_launch_template(
+            LaunchTemplateName=f"tpl-{number:02d}", LaunchTemplateData={"ImageId": base_image}
+        )
+
+    # When both are read by paginators
+    templates = [
+        t["LaunchTemplateId"]
+        for page in ec2.get_paginator("describe_launch_templates").paginate(PaginationConfig={"PageSize": 8})
+        for t in page["LaunchTemplates"]
+    ]
+    versions = [
+        v
+        for page in ec2.get_paginator("describe_launch_template_versions").paginate(
+            Versions=["$Latest"], PaginationConfig={"PageSize": 8}
+        )
+        for v in page["LaunchTemplateVersions"]
+    ]
+
+    # Then all 20 arrive each time
+    assert len(set(templates)) == 20
+    assert {v["LaunchTemplateId"] for v in versions} == set(templates)
+
+
+# --- Gap 6: DescribeImageReferences and $Default/$Latest versions ------------------------------------------
+def test_describe_image_references_names_instances_and_templates(ec2: EC2Client, base_image: str) -> None:
+    # Given an AMI used by an instance, by a template's $Default version and by nothing else
+    instance_id = launch(ec2, base_image)
+    image_id = ec2.create_image(InstanceId=instance_id, Name="golden")["ImageId"]
+    user = launch(ec2, image_id)
+    template = ec2.create_launch_template(LaunchTemplateName="web", LaunchTemplateData={"ImageId": image_id})
+    template_id = template["LaunchTemplate"]["LaunchTemplateId"]
+    ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": base_image}
+    )
+    unused = ec2.create_image(InstanceId=instance_id, Name="unused")["ImageId"]
+
+    # When references of both AMIs are asked for
+    references = ec2.describe_image_references(
+        ImageIds=[image_id, unused],
+        ResourceTypes=[{"ResourceType": "ec2:Instance"}, {"ResourceType": "ec2:LaunchTemplate"}],
+    )["ImageReferences"]
+
+    # Then the instance and the template are listed against the used AMI only
+    prefix = f"arn:aws:ec2:{FAKE_REGION}:123456789012"
+    assert sorted((r["ImageId"], r["ResourceType"], r["Arn"]) for r in references) == sorted(
+        [
+            (image_id, "ec2:Instance", f"{prefix}:instance/{user}"),
+            (image_id, "ec2:LaunchTemplate", f"{prefix}:launch-template/{template_id}"),
+        ]
+    )
+
+
+def test_image_references_look_only_at_the_version_depth_newest_versions(
+    ec2: EC2Client, base_image: str
+) -> None:
+    # Given a template whose version 1 uses the AMI, followed by 10 newer versions that do not
+    image_id = ec2.register_image(Name="old-golden")["ImageId"]
+    template_id = ec2.create_launch_template(
+        LaunchTemplateName="deep", LaunchTemplateData={"ImageId": image_id}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    for _ in range(10):
+        ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": base_image}
+        )
+
+    def referencing_templates(depth: str | None) -> list[str]:
+        options: list[ResourceTypeOptionTypeDef] = (
+            [{"OptionName": "version-depth", "OptionValues": [depth]}] if depth else []
+        )
+        return [
+            r["Arn"]
+            for r in ec2.describe_image_references(
+                ImageIds=[image_id],
+                ResourceTypes=[{"ResourceType": "ec2:LaunchTemplate", "ResourceTypeOptions": options}],
+            )["ImageReferences"]
+        ]
+
+    # When / Then the default depth (10) misses it; a depth of 11 finds it
+    assert referencing_templates(None) == []
+    assert referencing_templates("11") == [
+        f"arn:aws:ec2:{FAKE_REGION}:123456789012:launch-template/{template_id}"
+    ]
+
+
+def test_disabled_image_references_answer_like_an_account_without_the_api(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    base_image: str,
+) -> None:
+    # Given DescribeImageReferences is switched off
+    aws.disable_image_references(True)
+
+    # When a caller asks for references
+    with pytest.raises(ClientError) as error:
+        ec2.describe_image_references(ImageIds=[base_image], IncludeAllResourceTypes=True)
+
+    # Then it gets InvalidAction and can fall back
+    assert error_code(error) == "InvalidAction"
+
+
+def test_default_and_latest_versions_of_all_templates(ec2: EC2Client, base_image: str) -> None:
+    # Given two templates, one with a newer non-default version
+    other = ec2.register_image(Name="other-image")["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="a", LaunchTemplateData={"ImageId": base_image})
+    b = ec2.create_launch_template(LaunchTemplateName="b", LaunchTemplateData={"ImageId": base_image})
+    ec2.create_launch_template_version(
+        LaunchTemplateId=b["LaunchTemplate"]["LaunchTemplateId"], LaunchTemplateData={"ImageId": other}
+    )
+
+    # When $Default and $Latest of every template are described without a template id
+    versions = ec2.describe_launch_template_versions(Versions=["$Default", "$Latest"])[
+        "LaunchTemplateVersions"
+    ]
+
+    # Then both versions of "b" and version 1 of "a" are there, with their images
+    described = {
+        (v["LaunchTemplateName"], v["VersionNumber"], v["LaunchTemplateData"]["ImageId"]) for v in versions
+    }
+    assert described == {("a", 1, base_image), ("b", 1, base_image), ("b", 2, other)}
+
+
+# --- Gaps 7 and 8: AMI state and age -----------------------------------------------------------------------
+def test_pending_ami_becomes_available(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
+    # Given new AMIs start pending
+    aws.start_pending(True)
+    image_id = ec2.create_image(InstanceId=launch(ec2, base_image), Name="slow")["ImageId"]
+    pending = image_of(ec2, image_id)
+    assert pending["State"] == "pending"
+    assert ec2.describe_snapshots(SnapshotIds=snapshot_ids(pending))["Snapshots"][0]["State"] == "pending"
+
+    # When EC2 finishes it
+    aws.set_image_state(FAKE_REGION, image_id, "available")
+
+    # Then AMI and snapshots are complete
+    image = image_of(ec2, image_id)
+    assert image["State"] == "available"
+    assert "StateReason" not in image
+    assert ec2.describe_snapshots(SnapshotIds=snapshot_ids(image))["Snapshots"][0]["State"] == "completed"
+
+
+def test_failed_ami_carries_its_state_reason(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
+    # Given a pending AMI
+    aws.start_pending()
+    image_id = ec2.create_image(InstanceId=launch(ec2, base_image), Name="doomed")["ImageId"]
+
+    # When creation fails
+    aws.set_image_state(FAKE_REGION, image_id, "failed", reason="snapshot copy failed")
+
+    # Then DescribeImages shows failed with the reason, and the state filter finds it
+    image = image_of(ec2, image_id)
+    assert image["State"] == "failed"
+    assert image["StateReason"] == {
+        "Code": "Server.InternalError",
+        "Message": "Server.InternalError: snapshot copy failed",
+    }
+    failed = ec2.describe_images(Owners=["self"], Filters=[{"Name": "state", "Values": ["failed"]}])
+    assert [i["ImageId"] for i in failed["Images"]] == [image_id]
+
+
+def test_creation_date_can_be_set_in_the_past(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
+    # Given an AMI
+    image_id = ec2.create_image(InstanceId=launch(ec2, base_image), Name="aged")["ImageId"]
+    ten_days_ago = datetime(2026, 11, 19, 3, 0, tzinfo=UTC)
+
+    # When ten days pass for it
+    aws.set_creation_date(FAKE_REGION, image_id, ten_days_ago)
+
+    # Then DescribeImages reports that date, and its snapshots started then too
+    image = image_of(ec2, image_id)
+    assert image["CreationDate"] == "2026-11-19T03:00:00.000Z"
+    started = ec2.describe_snapshots(SnapshotIds=snapshot_ids(image))["Snapshots"][0]["StartTime"]
+    assert started == ten_days_ago
+
+
+def test_snapshot_start_time_can_be_set(aws: Ec2Fidelity, ec2: EC2Client) -> None:  # noqa: F811
+    # Given an orphan snapshot
+    volume = ec2.create_volume(Size=1, AvailabilityZone=f"{FAKE_REGION}a")["VolumeId"]
+    snapshot_id = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=5)
+
+    # When it is backdated
+    aws.set_snapshot_start_time(FAKE_REGION, snapshot_id, long_ago)
+
+    # Then
+    assert ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["StartTime"] == long_ago
+
+
+# --- Helpers refuse what they cannot do ----------------------------------------------------------------------
+def test_helpers_reject_invalid_input(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
+    # Given an AMI
+    image_id = ec2.create_image(InstanceId=launch(ec2, base_image), Name="target")["ImageId"]
+
+    # When / Then each invalid request names what is wrong
+    with pytest.raises(UnknownImageError, match="ami-0000"):
+        aws.set_image_state(FAKE_REGION, "ami-0000", "available")
+    with pytest.raises(InvalidImageStateError, match="deregistered"):
+        aws.set_image_state(FAKE_REGION, image_id, "deregistered")
+    with pytest.raises(NaiveDatetimeError, match="tzinfo"):
+        aws.set_creation_date(FAKE_REGION, image_id, datetime(2026, 1, 1))  # noqa: DTZ001 - the point
+    with pytest.raises(UnknownSnapshotError, match="snap-0000"):
+        aws.set_snapshot_start_time(FAKE_REGION, "snap-0000", datetime.now(UTC))
+    with pytest.raises(InvalidReturnCodeError, match="success"):
+        aws.fail_snapshot_deletion("snap-0000", "success")
+
+
+def test_nesting_is_refused(aws: Ec2Fidelity) -> None:  # noqa: F811
+    # Given an open extension / When another is opened / Then
+    with pytest.raises(FidelityAlreadyActiveError), real_ec2_semantics():
+        pass
+
+
+# --- The patches come off ----------------------------------------------------------------------------------
+@pytest.fixture
+def plain_moto(aws_credentials: None) -> Iterator[EC2Client]:  # noqa: F811
+    with mock_aws():
+        with real_ec2_semantics():
+            pass
+        yield boto3.client("ec2", region_name=FAKE_REGION)
+
+
+def test_outside_the_context_manager_moto_is_unpatched(plain_moto: EC2Client) -> None:
+    # Given the extension was opened and closed
+    ec2 = plain_moto
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance_id = launch(ec2, image_id)
+
+    # When the gap behaviours are exercised
+    with pytest.raises(NotImplementedError):
+        ec2.create_image(
+            InstanceId=instance_id,
+            Name="plain",
+            TagSpecifications=IMAGE_AND_SNAPSHOT_TAGS,
+        )
+    with pytest.raises(NotImplementedError):
+        ec2.describe_image_references(ImageIds=[image_id], IncludeAllResourceTypes=True)
+
+    # Then moto answers as it always did
+    first = ec2.create_image(InstanceId=instance_id, Name="plain")["ImageId"]
+    ec2.create_image(InstanceId=instance_id, Name="plain")
+    assert [m["Ebs"]["VolumeSize"] for m in image_of(ec2, first)["BlockDeviceMappings"]] == [15]
+    assert "state_reason" not in vars(Ami)
+    assert AmiBackend.create_image.__module__ == "moto.ec2.models.amis"
+
+
+# --- Pagination cursor, as a property --------------------------------------------------------------------
+@given(
+    keys=st.sets(st.text(alphabet="0123456789abcdef", min_size=1, max_size=8), max_size=60),
+    page_size=st.integers(min_value=5, max_value=20),
+    deleted_each_page=st.integers(min_value=0, max_value=3),
+)
+def test_paging_reaches_every_item_that_still_exists(
+    keys: set[str], page_size: int, deleted_each_page: int
+) -> None:
+    # Given items, some of which are deleted after each page is read
+    remaining = set(keys)
+    served: list[str] = []
+    token: str | None = None
+    while True:
+        # When the next page is read
+        page, token = _page(sorted(remaining), str, page_size, token, largest_page=1000)
+        served += page
+        for gone in page[:deleted_each_page]:
+            remaining.discard(gone)
+        if token is None:
+            break
+
+    # Then every item was served exactly once
+    assert sorted(served) == sorted(keys)
