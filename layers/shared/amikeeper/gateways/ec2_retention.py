@@ -1,0 +1,385 @@
+"""The EC2 calls retention makes beyond listing AMIs: what uses an AMI, this stack's snapshots, deletion.
+
+Reads are region-wide and paginated (instances, snapshots, launch templates) or batched by EC2's own
+limit (DescribeImageReferences takes 10 image ids). Deletion never goes past this stack's resources:
+the caller passes only AMIs listed with the stack's managed-by tag, and a snapshot is deleted only
+when it carries that tag too (IAM enforces the same condition).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from amikeeper.gateways.ec2 import tag_map
+from amikeeper.work import MANAGED_BY
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import (
+        DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
+        FilterTypeDef,
+        LaunchTemplateVersionTypeDef,
+    )
+
+PAGE_SIZE = 1000
+TEMPLATE_PAGE_SIZE = 200
+IMAGE_ID_FILTER_CHUNK = 200
+# DescribeImageReferences accepts at most 10 image ids a call.
+REFERENCE_CHUNK = 10
+# version-depth counts back from the newest version, so only the maximum is sure to reach $Default;
+# which versions are $Default and $Latest is then read from the templates themselves.
+REFERENCE_VERSION_DEPTH = "10000"
+INSTANCE_STATES_THAT_USE = ["pending", "running", "shutting-down", "stopping", "stopped"]
+TERMINATED = "terminated"
+IMAGE_NOT_FOUND = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")
+SNAPSHOT_IN_USE = "InvalidSnapshot.InUse"
+SNAPSHOT_NOT_FOUND = "InvalidSnapshot.NotFound"
+TEMPLATE_NOT_FOUND = (
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+    "InvalidLaunchTemplateId.VersionNotFound",
+)
+# What an account, region or SDK without DescribeImageReferences (or without the permission) answers.
+REFERENCES_UNAVAILABLE = (
+    "InvalidAction",
+    "UnsupportedOperation",
+    "UnauthorizedOperation",
+    "OperationNotPermitted",
+)
+# What EC2 answers when asked for $Default/$Latest of every template at once and cannot do it.
+ALL_TEMPLATES_UNSUPPORTED = (
+    "MissingParameter",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "UnsupportedOperation",
+)
+_IMAGE_IN_DESCRIPTION = re.compile(r"\bfor (ami-[0-9a-f]{8,17})\b")
+_TEMPLATE_ARN = re.compile(r":launch-template/(lt-[0-9a-f]+)$")
+_INSTANCE_ARN = re.compile(r":instance/(i-[0-9a-f]+)$")
+
+
+class Pacer(Protocol):
+    def acquire(self) -> None: ...
+
+
+class _Unpaced:
+    def acquire(self) -> None:
+        return None
+
+
+class ImageReferencesUnavailable(RuntimeError):
+    """DescribeImageReferences cannot be used here; the caller scans instead."""
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance as retention sees it: does it still exist, what does it run, how is it tagged."""
+
+    instance_id: str
+    state: str
+    image_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def gone(self) -> bool:
+        return self.state == TERMINATED
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: str
+    description: str
+    started: datetime
+    state: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def image_id(self) -> str | None:
+        """The AMI CreateImage made it for: EC2 writes 'Created by CreateImage(i-…) for ami-… …'."""
+        match = _IMAGE_IN_DESCRIPTION.search(self.description)
+        return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    image_id: str
+    resource_type: str
+    arn: str
+
+    @property
+    def instance_id(self) -> str | None:
+        match = _INSTANCE_ARN.search(self.arn)
+        return match.group(1) if match else None
+
+    @property
+    def template_id(self) -> str | None:
+        match = _TEMPLATE_ARN.search(self.arn)
+        return match.group(1) if match else None
+
+
+SnapshotStatus = Literal["deleted", "shared", "gone", "failed"]
+
+
+@dataclass(frozen=True)
+class SnapshotDeletion:
+    """What became of one snapshot: deleted, kept because another AMI uses it, already gone, or failed."""
+
+    snapshot_id: str
+    status: SnapshotStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Deregistration:
+    image_id: str
+    snapshots: tuple[SnapshotDeletion, ...]
+    method: Literal["DeleteAssociatedSnapshots", "DeleteSnapshot"]
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Ec2RetentionGateway:
+    def __init__(self, client: EC2Client, pacer: Pacer | None = None) -> None:
+        self._client = client
+        self._pacer: Pacer = pacer or _Unpaced()
+        self._references_available: bool | None = None
+        request = client.meta.service_model.operation_model("DeregisterImage").input_shape
+        self.deletes_associated_snapshots = (
+            request is not None and "DeleteAssociatedSnapshots" in request.members
+        )
+
+    # --- reads -----------------------------------------------------------------------------------------
+    def instances(self) -> list[InstanceRecord]:
+        """Every instance EC2 still lists in the region, in any state (terminated ones linger a while)."""
+        records = []
+        paginator = self._client.get_paginator("describe_instances")
+        for page in paginator.paginate(PaginationConfig={"PageSize": PAGE_SIZE}):
+            for reservation in page.get("Reservations", []):
+                for data in reservation.get("Instances", []):
+                    records.append(
+                        InstanceRecord(
+                            instance_id=data["InstanceId"],
+                            state=data["State"]["Name"],
+                            image_id=data.get("ImageId"),
+                            tags=tag_map(data.get("Tags")),
+                        )
+                    )
+        return records
+
+    def managed_snapshots(self, stack_name: str) -> Iterator[Snapshot]:
+        """Every snapshot of this account carrying this stack's managed-by tag."""
+        paginator = self._client.get_paginator("describe_snapshots")
+        filters: list[FilterTypeDef] = [{"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}]
+        for page in paginator.paginate(
+            OwnerIds=["self"], Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE}
+        ):
+            for data in page.get("Snapshots", []):
+                yield Snapshot(
+                    snapshot_id=data["SnapshotId"],
+                    description=data.get("Description", ""),
+                    started=data["StartTime"],
+                    state=data.get("State", ""),
+                    tags=tag_map(data.get("Tags")),
+                )
+
+    def existing_image_ids(self, image_ids: Collection[str]) -> frozenset[str]:
+        """Which of these AMIs this account still has, whatever their tags say.
+
+        A filter, not ImageIds, so that ids of deregistered AMIs are simply absent instead of failing
+        the whole call.
+        """
+        found: set[str] = set()
+        paginator = self._client.get_paginator("describe_images")
+        for chunk in _chunks(sorted(image_ids), IMAGE_ID_FILTER_CHUNK):
+            for page in paginator.paginate(
+                Owners=["self"],
+                Filters=[{"Name": "image-id", "Values": chunk}],
+                PaginationConfig={"PageSize": PAGE_SIZE},
+            ):
+                found.update(image["ImageId"] for image in page.get("Images", []))
+        return frozenset(found)
+
+    def image_references(self, image_ids: Collection[str]) -> list[ImageReference]:
+        """Instances (not terminated) and launch templates (any version) that reference these AMIs.
+
+        Raises ImageReferencesUnavailable when the SDK, account or region lacks the operation, or the
+        role lacks its permission; the answer is remembered for the rest of this gateway's life.
+        """
+        if self._references_available is False or not hasattr(self._client, "describe_image_references"):
+            self._references_available = False
+            raise ImageReferencesUnavailable("DescribeImageReferences is not available")
+        references: list[ImageReference] = []
+        paginator = self._client.get_paginator("describe_image_references")
+        try:
+            for chunk in _chunks(sorted(image_ids), REFERENCE_CHUNK):
+                for page in paginator.paginate(
+                    ImageIds=chunk,
+                    ResourceTypes=[
+                        {
+                            "ResourceType": "ec2:Instance",
+                            "ResourceTypeOptions": [
+                                {"OptionName": "state-name", "OptionValues": INSTANCE_STATES_THAT_USE}
+                            ],
+                        },
+                        {
+                            "ResourceType": "ec2:LaunchTemplate",
+                            "ResourceTypeOptions": [
+                                {"OptionName": "version-depth", "OptionValues": [REFERENCE_VERSION_DEPTH]}
+                            ],
+                        },
+                    ],
+                ):
+                    references.extend(
+                        ImageReference(item["ImageId"], item["ResourceType"], item["Arn"])
+                        for item in page.get("ImageReferences", [])
+                    )
+        except ClientError as error:
+            if _error_code(error) in REFERENCES_UNAVAILABLE:
+                self._references_available = False
+                raise ImageReferencesUnavailable(f"DescribeImageReferences: {error}") from error
+            raise
+        self._references_available = True
+        return references
+
+    def launch_template_images(self, template_ids: Collection[str] | None = None) -> dict[str, set[str]]:
+        """Image id -> the $Default and $Latest launch template versions that launch it.
+
+        Without template ids: every template of the region, in one paginated call when EC2 accepts it,
+        else template by template.
+        """
+        if template_ids is not None:
+            return self._versions_of(template_ids)
+        try:
+            return _images_of_versions(
+                self._paginate_versions({"Versions": ["$Default", "$Latest"], "ResolveAlias": True})
+            )
+        except ClientError as error:
+            if _error_code(error) not in ALL_TEMPLATES_UNSUPPORTED:
+                raise
+        return self._versions_of(self._all_template_ids())
+
+    def _versions_of(self, template_ids: Collection[str]) -> dict[str, set[str]]:
+        versions: list[LaunchTemplateVersionTypeDef] = []
+        for template_id in sorted(template_ids):
+            try:
+                versions.extend(
+                    self._paginate_versions(
+                        {
+                            "LaunchTemplateId": template_id,
+                            "Versions": ["$Default", "$Latest"],
+                            "ResolveAlias": True,
+                        }
+                    )
+                )
+            except ClientError as error:
+                if _error_code(error) not in TEMPLATE_NOT_FOUND:
+                    raise
+        return _images_of_versions(versions)
+
+    def _paginate_versions(
+        self, request: DescribeLaunchTemplateVersionsRequestPaginateTypeDef
+    ) -> list[LaunchTemplateVersionTypeDef]:
+        paginator = self._client.get_paginator("describe_launch_template_versions")
+        versions: list[LaunchTemplateVersionTypeDef] = []
+        for page in paginator.paginate(**(request | {"PaginationConfig": {"PageSize": TEMPLATE_PAGE_SIZE}})):
+            versions.extend(page.get("LaunchTemplateVersions", []))
+        return versions
+
+    def _all_template_ids(self) -> list[str]:
+        paginator = self._client.get_paginator("describe_launch_templates")
+        return [
+            template["LaunchTemplateId"]
+            for page in paginator.paginate(PaginationConfig={"PageSize": TEMPLATE_PAGE_SIZE})
+            for template in page.get("LaunchTemplates", [])
+        ]
+
+    # --- writes ----------------------------------------------------------------------------------------
+    def tag_image(self, image_id: str, key: str, value: str) -> None:
+        self._client.create_tags(Resources=[image_id], Tags=[{"Key": key, "Value": value}])
+
+    def deregister(
+        self, image_id: str, snapshot_ids: Sequence[str], managed_snapshot_ids: Collection[str]
+    ) -> Deregistration:
+        """Deregister one AMI and delete the snapshots it owned (only those tagged as this stack's).
+
+        With DeleteAssociatedSnapshots, EC2 reports each snapshot; one it kept because another AMI uses
+        it is `shared`, one it failed to delete is retried once with DeleteSnapshot. Without the
+        parameter (older SDK), the AMI is deregistered first, then its snapshots are deleted one by one.
+        Raises the ClientError of DeregisterImage itself; snapshot failures are returned, not raised.
+        """
+        owned = [snapshot_id for snapshot_id in snapshot_ids if snapshot_id in managed_snapshot_ids]
+        self._pacer.acquire()
+        if not self.deletes_associated_snapshots:
+            self._client.deregister_image(ImageId=image_id)
+            return Deregistration(image_id, tuple(self._delete_quietly(s) for s in owned), "DeleteSnapshot")
+        response = self._client.deregister_image(ImageId=image_id, DeleteAssociatedSnapshots=True)
+        results = {
+            result["SnapshotId"]: result.get("ReturnCode", "")
+            for result in response.get("DeleteSnapshotResults", [])
+            if "SnapshotId" in result
+        }
+        outcomes: list[SnapshotDeletion] = []
+        for snapshot_id in dict.fromkeys([*results, *owned]):
+            code = results.get(snapshot_id)
+            if code == "success":
+                outcomes.append(SnapshotDeletion(snapshot_id, "deleted"))
+            elif code == "skipped":
+                outcomes.append(SnapshotDeletion(snapshot_id, "shared", "still used by another AMI"))
+            elif snapshot_id in managed_snapshot_ids:
+                # Not reported, or reported failed: delete it ourselves so that nothing is left behind.
+                outcomes.append(self._delete_quietly(snapshot_id, first_failure=code))
+            else:
+                outcomes.append(
+                    SnapshotDeletion(snapshot_id, "failed", f"EC2 answered {code}; not this stack's to retry")
+                )
+        return Deregistration(image_id, tuple(outcomes), "DeleteAssociatedSnapshots")
+
+    def delete_snapshot(self, snapshot_id: str) -> SnapshotDeletion:
+        """DeleteSnapshot; a snapshot another AMI uses is kept (`shared`), a missing one is `gone`."""
+        self._pacer.acquire()
+        try:
+            self._client.delete_snapshot(SnapshotId=snapshot_id)
+        except ClientError as error:
+            code = _error_code(error)
+            if code == SNAPSHOT_IN_USE:
+                return SnapshotDeletion(snapshot_id, "shared", str(error))
+            if code == SNAPSHOT_NOT_FOUND:
+                return SnapshotDeletion(snapshot_id, "gone")
+            raise
+        return SnapshotDeletion(snapshot_id, "deleted")
+
+    def _delete_quietly(self, snapshot_id: str, first_failure: str | None = None) -> SnapshotDeletion:
+        try:
+            return self.delete_snapshot(snapshot_id)
+        except (ClientError, BotoCoreError) as error:
+            before = f"DeleteAssociatedSnapshots answered {first_failure}; " if first_failure else ""
+            return SnapshotDeletion(snapshot_id, "failed", f"{before}DeleteSnapshot: {error}")
+
+
+def _images_of_versions(versions: Iterable[LaunchTemplateVersionTypeDef]) -> dict[str, set[str]]:
+    users: defaultdict[str, set[str]] = defaultdict(set)
+    for version in versions:
+        image_id = version.get("LaunchTemplateData", {}).get("ImageId")
+        if not image_id or not image_id.startswith("ami-"):
+            continue  # an unresolved SSM alias cannot name one of our AMIs
+        which = "$Default" if version.get("DefaultVersion") else "$Latest"
+        name = version.get("LaunchTemplateName", "")
+        template = f"{name} ({version.get('LaunchTemplateId')})" if name else version.get("LaunchTemplateId")
+        users[image_id].add(f"launch template {template} {which} v{version.get('VersionNumber')}")
+    return dict(users)
