@@ -485,7 +485,7 @@ INSTANTS = st.datetimes(
     max_value=datetime(2150, 1, 1),  # noqa: DTZ001
     timezones=st.just(UTC),
 )
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def schedules() -> st.SearchStrategy[Schedule]:
