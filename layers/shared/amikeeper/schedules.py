@@ -405,6 +405,7 @@ def _require_aware(name: str, value: datetime) -> None:
 
 
 def _at(day: date, minute_of_day: int) -> datetime:
+    # A wall time, deliberately naive: _to_utc gives it its instant.
     return datetime(day.year, day.month, day.day, minute_of_day // 60, minute_of_day % 60)  # noqa: DTZ001
 
 
@@ -654,7 +655,7 @@ class _CronFieldParser:
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            step = self.number(step_text, f"{name} step", 1, high - low + 1 if high > low else 1)
+            step = self.number(step_text, f"{name} step", 1, high - low + 1)
         if base == "*":
             start, stop = low, high
         elif "-" in base:
