@@ -102,6 +102,8 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "autoscaling:DescribeLaunchConfigurations",
         "ec2:DeregisterImage",
         "ec2:DeleteSnapshot",
+        # Beyond the contract's table: retention tags AMIs amikeeper:instance-gone-since.
+        "ec2:CreateTags",
         "ssm:GetParameter",
         "sns:Publish",
         "lambda:InvokeFunction",
@@ -119,7 +121,7 @@ CONTRACT_CALLS: dict[str, list[str]] = {
 }
 EC2_WRITES: dict[str, set[str]] = {
     "WorkerFunction": {"ec2:CreateImage", "ec2:CreateTags"},
-    "RetentionFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot"},
+    "RetentionFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot", "ec2:CreateTags"},
 }
 DELETE_ACTIONS = ("ec2:DeregisterImage", "ec2:DeleteSnapshot")
 AWS_MANAGED_POLICIES_ALLOWED = {
@@ -496,15 +498,26 @@ def test_retention_deletes_only_what_carries_this_stacks_managed_by_tag(translat
             assert resources == ["arn:aws:ec2:*::image/*", "arn:aws:ec2:*::snapshot/*"]
 
 
-def test_create_tags_is_allowed_only_inside_create_image(translated: dict[str, Any]) -> None:
-    statements = [
-        statement
-        for function_id in FUNCTIONS
-        for statement in statements_granting(translated, function_id, "ec2:CreateTags")
-    ]
-    assert statements
-    for statement in statements:
-        assert statement["Condition"]["StringEquals"]["ec2:CreateAction"] == "CreateImage"
+def test_the_worker_may_create_tags_only_inside_create_image(translated: dict[str, Any]) -> None:
+    (statement,) = statements_granting(translated, "WorkerFunction", "ec2:CreateTags")
+    assert statement["Condition"]["StringEquals"]["ec2:CreateAction"] == "CreateImage"
+    # And only tag sets that mark the new AMI and its snapshots as this stack's
+    assert statement["Condition"]["StringEquals"]["aws:RequestTag/amikeeper:managed-by"] == {
+        "Ref": "AWS::StackName"
+    }
+
+
+def test_retention_may_add_only_its_gone_since_tag_and_only_to_this_stacks_amis(
+    translated: dict[str, Any],
+) -> None:
+    # Were it free to tag, retention could mark any AMI as managed by this stack, then delete it.
+    (statement,) = statements_granting(translated, "RetentionFunction", "ec2:CreateTags")
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["amikeeper:instance-gone-since"]},
+        "Null": {"aws:TagKeys": "false"},
+    }
+    assert APP.evaluate(statement["Resource"]) == "arn:aws:ec2:*::image/*"
 
 
 def test_create_image_is_limited_to_instances_images_and_snapshots(translated: dict[str, Any]) -> None:
@@ -515,6 +528,18 @@ def test_create_image_is_limited_to_instances_images_and_snapshots(translated: d
         "arn:aws:ec2:*::image/*",
         "arn:aws:ec2:*::snapshot/*",
     ]
+
+
+@pytest.mark.parametrize(
+    "function_id", [fid for fid in FUNCTIONS if "ssm:GetParameter" in CONTRACT_CALLS[fid]]
+)
+def test_policy_readers_may_read_exactly_the_policies_parameter(
+    translated: dict[str, Any], function_id: str
+) -> None:
+    stack = {"AWS::StackName": STACK}
+    name = APP.evaluate(APP.resources["PoliciesParameter"]["Properties"]["Name"], stack)
+    (statement,) = statements_granting(translated, function_id, "ssm:GetParameter")
+    assert APP.evaluate(statement["Resource"], stack) == f"arn:aws:ssm:{REGION}:123456789012:parameter{name}"
 
 
 def test_retention_may_invoke_itself_and_no_other_function(translated: dict[str, Any]) -> None:
