@@ -140,3 +140,16 @@ def test_run_sends_one_invalid_notice_each_and_one_summary() -> None:
     ]
     assert "i-00000000000000002" in notes[0].subject_line()
     assert notes[1].payload["regions"][1]["error"] == "EndpointConnectionError: boom"
+
+
+def test_schedule_with_no_slot_yet_is_reported_and_skipped() -> None:
+    # Given a cron that only fires in a future year
+    fleet = [
+        instance("i-00000000000000001", Backup="true", **{"Backup:Schedule": "cron(0 0 1 1 ? 2030)"}),
+        instance("i-00000000000000002", Backup="true"),
+    ]
+    # When the planner runs / Then that instance is reported, the other proceeds
+    plan = plan_region("eu-west-1", fleet, {}, catalog(), STACK, NOW)
+    assert [item.instance_id for item in plan.due] == ["i-00000000000000002"]
+    [invalid] = plan.invalid
+    assert (invalid.instance_id, invalid.tag) == ("i-00000000000000001", "Backup:Schedule")

@@ -19,6 +19,7 @@ from amikeeper.gateways.sqs import EnqueueError, WorkQueue
 from amikeeper.naming import Trigger, ami_description, ami_name, format_slot
 from amikeeper.notifications import Notification
 from amikeeper.policies import InvalidTag, Policy, PolicyCatalog, resolve_policy
+from amikeeper.schedules import ScheduleError
 from amikeeper.tagkeys import TagKeys
 from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, WorkItem
 
@@ -125,7 +126,21 @@ def plan_region(
         if policy is None:
             continue
         plan.opted_in += 1
-        slot = policy.schedule.slot_at(now)
+        try:
+            slot = policy.schedule.slot_at(now)
+        except ScheduleError as never_fired:
+            # e.g. a cron limited to future years: valid, but there is no slot to back up yet.
+            plan.invalid.append(
+                InvalidInstance(
+                    region,
+                    instance.instance_id,
+                    instance.name,
+                    stack.tag_keys.schedule,
+                    policy.schedule.expression,
+                    never_fired.reason,
+                )
+            )
+            continue
         newest = latest.get(instance.instance_id)
         if newest is not None and newest >= slot:
             plan.not_due += 1
