@@ -1,0 +1,36 @@
+"""AMI state changes: completion metrics for this stack's backups, a notice when one fails (SPEC §6)."""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from amikeeper.ami_events import ami_event_deps, handle_ami_state
+from amikeeper.config import load_settings
+from amikeeper.ec2_events import AmiStateChange, parse_or_ignore
+from amikeeper.idempotency import Idempotency
+from amikeeper.runtime import Runtime
+
+RUNTIME = Runtime(load_settings(os.environ))
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
+IDEMPOTENCY = Idempotency(RUNTIME.settings.idempotency_table, RUNTIME.settings.home_region, logger)
+DEPS = ami_event_deps(RUNTIME)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@parse_or_ignore(AmiStateChange, logger)
+@IDEMPOTENCY.once_per_event
+def handler(event: AmiStateChange, context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(event.id)
+    outcome = handle_ami_state(event, DEPS)
+    if outcome.action == "completed" and outcome.seconds_to_available is not None:
+        metrics.add_metric("BackupsCompleted", MetricUnit.Count, 1)
+        metrics.add_metric("TimeToAvailableSeconds", MetricUnit.Seconds, outcome.seconds_to_available)
+    elif outcome.action == "failed":
+        metrics.add_metric("BackupsFailed", MetricUnit.Count, 1)
+    logger.info(outcome.message, extra=outcome.log_fields())
+    return outcome.response()

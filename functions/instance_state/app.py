@@ -1,0 +1,33 @@
+"""Instance state changes: an on-stop backup, or a termination notice with the newest backup (SPEC §6)."""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from amikeeper.config import load_settings
+from amikeeper.ec2_events import InstanceStateChange, parse_or_ignore
+from amikeeper.idempotency import Idempotency
+from amikeeper.instance_events import NOTICE_PURPOSE, handle_instance_state, instance_event_deps
+from amikeeper.runtime import Runtime
+
+RUNTIME = Runtime(load_settings(os.environ))
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
+IDEMPOTENCY = Idempotency(RUNTIME.settings.idempotency_table, RUNTIME.settings.home_region, logger)
+DEPS = instance_event_deps(RUNTIME, IDEMPOTENCY.once_per_key(NOTICE_PURPOSE))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@parse_or_ignore(InstanceStateChange, logger)
+@IDEMPOTENCY.once_per_event
+def handler(event: InstanceStateChange, context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(event.id)
+    outcome = handle_instance_state(event, DEPS)
+    if outcome.action == "backup-queued":
+        metrics.add_metric("BackupsRequested", MetricUnit.Count, 1)
+    logger.info(outcome.message, extra=outcome.log_fields())
+    return outcome.response()
