@@ -1,0 +1,270 @@
+"""AMI state-change events through the template's AmiStateFunction, against moto with real AMI states."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+import pytest
+
+from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.planner import Stack, build_work_item
+from amikeeper.policies import build_catalog
+from amikeeper.tagkeys import TagKeys
+from tests.fixtures.ec2_fidelity import Ec2Fidelity
+from tests.fixtures.stack import STACK_NAME, MotoStack, run_instances
+from tests.sam_local import ResolvedFunction, load_event
+
+# Powertools warns when an invocation records no metric, which is what an ignored event rightly does.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOT = "2026-11-29T03:00:00+00:00"
+EC2_REASON = "Snapshot creation failed for volume vol-0123456789abcdef0: the volume was detached"
+
+
+def ami_event(stack: MotoStack, image_id: str, state: str, **envelope: Any) -> dict[str, Any]:
+    """The events/ file for that state (a real EventBridge envelope), about this AMI and region."""
+    event = load_event(ROOT / "events" / f"ami-state-{'failed' if state == 'failed' else 'available'}.json")
+    event["region"] = stack.region
+    event["resources"] = [f"arn:aws:ec2:{stack.region}::image/{image_id}"]
+    event["detail"] = event["detail"] | {"ImageId": image_id, "State": state}
+    return event | envelope
+
+
+def make_backup(region: str, instance_id: str, slot: str, *, stack_name: str = STACK_NAME) -> str:
+    """An AMI exactly as the worker makes it (name, tags on AMI and snapshots) for that slot."""
+    gateway = Ec2Gateway(boto3.client("ec2", region_name=region))
+    instance = gateway.instance(instance_id)
+    assert instance is not None
+    catalog = build_catalog("daily@03:00", "daily=7", ZoneInfo("UTC"), None)
+    item = build_work_item(
+        instance,
+        catalog.default,
+        region=region,
+        stack=Stack(stack_name, TagKeys("Backup")),
+        trigger="schedule",
+        slot=datetime.fromisoformat(slot),
+    )
+    image_id = gateway.create_image(item).image_id
+    assert image_id is not None
+    return image_id
+
+
+def handler_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "amikeeper" and r.levelno >= logging.INFO]
+
+
+def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, float]]:
+    """The CloudWatch EMF documents the invocations printed, as {metric name: value} each."""
+    documents = []
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith("{"):
+            continue
+        blob = json.loads(line)
+        if "_aws" not in blob:
+            continue
+        names = [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+        documents.append(
+            {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
+        )
+    return documents
+
+
+@pytest.fixture(autouse=True)
+def log_to_this_tests_stdout() -> None:
+    """Powertools sets the 'amikeeper' logger up once per process, on the sys.stdout of that moment;
+    pytest swaps sys.stdout per test, so the handler must follow or it writes to a closed capture."""
+    for handler in logging.getLogger("amikeeper").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout  # not setStream: it would flush the closed one
+
+
+@pytest.fixture
+def ami_state(functions: dict[str, ResolvedFunction]) -> ResolvedFunction:
+    return functions["AmiStateFunction"]
+
+
+@pytest.fixture
+def pending_backup(aws: Ec2Fidelity, stack: MotoStack) -> tuple[str, str]:
+    """(instance id, AMI id) of a backup still pending, as EC2 leaves it right after CreateImage."""
+    [instance_id] = run_instances(stack.region, tags={"Name": "db-1", "Backup": "true"}, data_volumes=1)
+    aws.start_pending()
+    return instance_id, make_backup(stack.region, instance_id, SLOT)
+
+
+def test_available_backup_counts_as_completed_with_its_time_from_slot(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    aws: Ec2Fidelity,
+    pending_backup: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a pending backup of the 03:00 slot that becomes available at 03:09:26
+    instance_id, image_id = pending_backup
+    aws.set_image_state(stack.region, image_id, "available")
+    # When the AMI State Change event arrives
+    result = ami_state.invoke(ami_event(stack, image_id, "available", time="2026-11-29T03:09:26Z"))
+    # Then completion and time-to-available (566 s since the slot) are recorded, and nobody is notified
+    assert result["action"] == "completed"
+    assert result["instance_id"] == instance_id
+    assert emitted_metrics(capsys) == [{"BackupsCompleted": 1.0, "TimeToAvailableSeconds": 566.0}]
+    assert stack.notifications() == []
+
+
+def test_failed_backup_publishes_backup_failed_with_ec2s_reason(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    aws: Ec2Fidelity,
+    pending_backup: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a backup that EC2 moved to failed, with its StateReason
+    instance_id, image_id = pending_backup
+    aws.set_image_state(stack.region, image_id, "failed", reason=EC2_REASON, code="Client.InternalError")
+    # When the failed event arrives
+    result = ami_state.invoke(ami_event(stack, image_id, "failed"))
+    # Then one backup.failed (error) names the instance, the AMI and EC2's message
+    [note] = stack.notifications()
+    assert (note.event, note.severity) == ("backup.failed", "error")
+    assert note.subject == f"amikeeper: backup of {instance_id} failed in {stack.region} ({image_id})"
+    assert len(note.subject) < 100
+    document = note.document
+    assert document["stage"] == "image"
+    assert document["instance_id"] == instance_id
+    assert document["instance_name"] == "db-1"
+    assert document["image_id"] == image_id
+    assert document["slot"] == "2026-11-29T03:00:00Z"
+    assert document["reason"] == f"Client.InternalError: {EC2_REASON}"
+    assert EC2_REASON in note.text
+    assert result["action"] == "failed"
+    assert emitted_metrics(capsys) == [{"BackupsFailed": 1.0}]
+
+
+@pytest.mark.parametrize("state", ["available", "failed"])
+def test_twice_delivered_ami_event_counts_and_notifies_once(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    aws: Ec2Fidelity,
+    pending_backup: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    state: str,
+) -> None:
+    # Given a final AMI state, and its event delivered twice (the second time to a new container)
+    _, image_id = pending_backup
+    aws.set_image_state(stack.region, image_id, state)
+    event = ami_event(stack, image_id, state)
+    # When both deliveries are handled
+    first = ami_state.invoke(event)
+    second = ami_state.invoke(event, fresh=True)
+    # Then the second replays the first answer: one metric set, at most one notification
+    assert first == second
+    assert len(emitted_metrics(capsys)) == 1
+    assert [n.event for n in stack.notifications()] == (["backup.failed"] if state == "failed" else [])
+
+
+def test_ami_of_another_stack_or_tool_is_ignored(
+    ami_state: ResolvedFunction, stack: MotoStack, aws: Ec2Fidelity, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a failed AMI made by another amikeeper stack, and one made by hand
+    [instance_id] = run_instances(stack.region, tags={"Backup": "true"})
+    theirs = make_backup(stack.region, instance_id, SLOT, stack_name="other-stack")
+    aws.set_image_state(stack.region, theirs, "failed")
+    by_hand = boto3.client("ec2", region_name=stack.region).create_image(
+        InstanceId=instance_id, Name="manual"
+    )
+    # When their events arrive
+    results = [
+        ami_state.invoke(ami_event(stack, theirs, "failed")),
+        ami_state.invoke(ami_event(stack, by_hand["ImageId"], "available")),
+    ]
+    # Then nothing is counted or sent, and each says whose it is
+    assert [r["action"] for r in results] == ["ignored", "ignored"]
+    assert handler_lines(caplog) == [
+        "AMI is not a backup of this stack (made by stack 'other-stack')",
+        "AMI is not a backup of this stack (made by another tool or a person)",
+    ]
+    assert stack.notifications() == []
+
+
+def test_already_deregistered_ami_is_logged_once_and_ignored(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    pending_backup: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a failed backup that retention deregistered before the event was handled
+    _, image_id = pending_backup
+    boto3.client("ec2", region_name=stack.region).deregister_image(ImageId=image_id)
+    # When its failed event arrives
+    result = ami_state.invoke(ami_event(stack, image_id, "failed"))
+    # Then nothing is sent or counted, and one line says why
+    assert result["action"] == "ignored"
+    assert handler_lines(caplog) == ["AMI no longer exists (already deregistered)"]
+    assert stack.notifications() == []
+    assert emitted_metrics(capsys) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e | {"detail": {"ImageId": "ami-42", "State": "failed"}}, "detail.ImageId: String"),
+        (lambda e: e | {"detail": {"ImageId": "ami-0123456789abcdef0"}}, "detail.State: Field required"),
+        (lambda e: e | {"source": "aws.imagebuilder"}, "source: Input should be 'aws.ec2'"),
+        (lambda e: e | {"time": "yesterday"}, "time: Input should be a valid datetime"),
+        ("not an event", "event: Invalid JSON"),
+        ([1, 2], "Input should be a valid dictionary"),
+    ],
+)
+def test_event_failing_its_model_is_logged_once_and_acknowledged(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    caplog: pytest.LogCaptureFixture,
+    mutate: Any,
+    reason: str,
+) -> None:
+    # Given an event that does not fit the EC2 AMI State Change model
+    event = mutate(ami_event(stack, "ami-0123456789abcdef0", "failed")) if callable(mutate) else mutate
+    # When it is delivered
+    result = ami_state.invoke(event)
+    # Then the invocation succeeds (no EventBridge retry), says why in one line and sends nothing
+    assert result["status"] == "ignored"
+    [line] = handler_lines(caplog)
+    assert line.startswith("ignored malformed event")
+    assert reason in line
+    assert stack.notifications() == []
+
+
+@pytest.mark.parametrize("state", ["disabled", "exploded"])
+def test_state_amikeeper_does_not_act_on_is_logged_once_and_ignored(
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    pending_backup: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    state: str,
+) -> None:
+    _, image_id = pending_backup
+    result = ami_state.invoke(ami_event(stack, image_id, state))
+    assert result["action"] == "ignored"
+    [line] = handler_lines(caplog)
+    assert state in line
+    assert stack.notifications() == []
+
+
+def test_every_ami_state_events_file_is_handled(
+    sam_app: Any, ami_state: ResolvedFunction, stack: MotoStack
+) -> None:
+    # Given the events/ files of this function, untouched (their AMIs do not exist here)
+    files = sam_app.events_for("AmiStateFunction")
+    assert {path.name for path in files} >= {"ami-state-available.json", "ami-state-failed.json"}
+    # When each is invoked / Then each parses and ends cleanly without sending anything
+    for path in files:
+        assert ami_state.invoke(load_event(path))["action"] == "ignored", path.name
+    assert stack.notifications() == []
