@@ -1,0 +1,34 @@
+"""Daily report: every opted-in instance's newest backup, RPO violations and stale pending AMIs (SPEC §6)."""
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from amikeeper.config import load_settings
+from amikeeper.events import ScheduledTick
+from amikeeper.report import report_deps, report_run, run_report
+from amikeeper.runtime import Runtime
+
+RUNTIME = Runtime(load_settings(os.environ))
+DEPS = report_deps(RUNTIME)
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=ScheduledTick)
+def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(tick.execution_id or context.aws_request_id)
+    report = run_report(report_run(RUNTIME, tick.scheduled_time or datetime.now(UTC)), DEPS)
+    metrics.add_metric("RpoViolations", MetricUnit.Count, len(report.violations))
+    metrics.add_metric("StalePendingAmis", MetricUnit.Count, len(report.stale))
+    regions = [region.document() for region in report.regions]
+    for region in regions:
+        logger.info("reported region", extra=region)
+    return {"regions": regions}

@@ -1,0 +1,487 @@
+"""The daily report (SPEC §6): is every opted-in instance backed up as often as its schedule promises?
+
+Per region: every opted-in instance with its newest *available* backup and that backup's age. The age
+runs from the backup's slot (from its creation when it has none), the same time the planner counts.
+
+- **RPO violation**: the newest available backup is older than the schedule's longest gap between two
+  slots (``Schedule.max_interval()``) plus one planner tick, or there is none at all. An instance
+  launched less than that bound ago has not missed anything yet: it is listed as ``new``.
+- **invalid**: its tags cannot be honoured (the planner skips it and says why in ``policy.invalid``).
+- **stale pending**: an AMI of this stack still ``pending`` more than ``PendingTimeoutHours`` after it
+  was created; EC2 never sent it a final state.
+
+One ``report.daily`` per run (``info``, or ``warning`` when anything needs attention) and, when there
+are violations, one ``rpo.violation`` (``error``), so people can subscribe to errors only. SNS caps a
+message at 256 KiB: the lists are cut to fit, problems first, and each message says how many it left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from amikeeper.gateways.ec2 import Ec2Gateway, Image
+from amikeeper.gateways.ec2_lookup import Ec2Lookup, LaunchedInstance, ec2_lookup
+from amikeeper.gateways.sns import Notifier
+from amikeeper.naming import format_slot
+from amikeeper.notifications import Notification, render_table
+from amikeeper.planner import Stack
+from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
+from amikeeper.runtime import Runtime
+from amikeeper.tagkeys import TagKeys
+
+Status = Literal["violation", "invalid", "new", "ok"]
+STATUS_ORDER: dict[Status, int] = {"violation": 0, "invalid": 1, "new": 2, "ok": 3}
+
+# SNS refuses a publish over 256 KiB (message, subject and attributes together); the margin covers the
+# subject, the attributes and the request's own JSON.
+SNS_MESSAGE_LIMIT = 256 * 1024
+SIZE_MARGIN = 4 * 1024
+NAME_WIDTH = 40
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    region: str
+    instance_id: str
+    name: str | None
+    status: Status
+    policy: str | None = None
+    schedule: str | None = None
+    image_id: str | None = None
+    backup_time: datetime | None = None
+    age: timedelta | None = None
+    allowed_age: timedelta | None = None
+    reason: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "instance_name": self.name,
+            "status": self.status,
+            "policy": self.policy,
+            "schedule": self.schedule,
+            "image_id": self.image_id,
+            "backup_time": format_slot(self.backup_time) if self.backup_time else None,
+            "age_seconds": _seconds(self.age),
+            "allowed_age_seconds": _seconds(self.allowed_age),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class StalePending:
+    region: str
+    image_id: str
+    image_name: str
+    instance_id: str | None
+    instance_name: str | None
+    created: datetime
+    age: timedelta
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "image_id": self.image_id,
+            "image_name": self.image_name,
+            "instance_id": self.instance_id,
+            "instance_name": self.instance_name,
+            "created": format_slot(self.created),
+            "age_seconds": _seconds(self.age),
+        }
+
+
+@dataclass(frozen=True)
+class RegionReport:
+    region: str
+    instances: tuple[InstanceStatus, ...] = ()
+    stale: tuple[StalePending, ...] = ()
+    error: str | None = None
+
+    def count(self, status: Status) -> int:
+        return sum(1 for instance in self.instances if instance.status == status)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "opted_in": len(self.instances),
+            "ok": self.count("ok"),
+            "violations": self.count("violation"),
+            "new": self.count("new"),
+            "invalid": self.count("invalid"),
+            "stale_pending": len(self.stale),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    time: datetime
+    regions: tuple[RegionReport, ...]
+    tick: timedelta
+    pending_timeout: timedelta
+
+    @property
+    def instances(self) -> list[InstanceStatus]:
+        """Every instance, problems first: violations, invalid, new, then healthy; oldest backup first."""
+        listed = [instance for region in self.regions for instance in region.instances]
+        return sorted(listed, key=_listing_order)
+
+    @property
+    def violations(self) -> list[InstanceStatus]:
+        return [instance for instance in self.instances if instance.status == "violation"]
+
+    @property
+    def stale(self) -> list[StalePending]:
+        listed = [image for region in self.regions for image in region.stale]
+        return sorted(listed, key=lambda image: (-image.age, image.region, image.image_id))
+
+    @property
+    def failed_regions(self) -> list[RegionReport]:
+        return [region for region in self.regions if region.error]
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(
+            self.violations
+            or self.stale
+            or self.failed_regions
+            or any(region.count("invalid") for region in self.regions)
+        )
+
+
+def _listing_order(instance: InstanceStatus) -> tuple[int, float, str, str]:
+    age = instance.age.total_seconds() if instance.age is not None else float("inf")
+    return (STATUS_ORDER[instance.status], -age, instance.region, instance.instance_id)
+
+
+def assess_region(
+    region: str,
+    instances: Iterable[LaunchedInstance],
+    images: Iterable[Image],
+    catalog: PolicyCatalog,
+    keys: TagKeys,
+    *,
+    now: datetime,
+    tick: timedelta,
+    pending_timeout: timedelta,
+) -> RegionReport:
+    """Pure: the status of each opted-in instance and the stale pending AMIs of one region."""
+    newest: dict[str, Image] = {}
+    stale: list[StalePending] = []
+    for image in images:
+        if image.state == "pending" and now - image.created > pending_timeout:
+            stale.append(
+                StalePending(
+                    region=region,
+                    image_id=image.image_id,
+                    image_name=image.name,
+                    instance_id=image.instance_id,
+                    instance_name=image.tags.get("Name"),
+                    created=image.created,
+                    age=now - image.created,
+                )
+            )
+        instance_id = image.instance_id
+        if image.state != "available" or instance_id is None:
+            continue
+        known = newest.get(instance_id)
+        if known is None or (image.backup_time, image.image_id) > (known.backup_time, known.image_id):
+            newest[instance_id] = image
+    statuses: list[InstanceStatus] = []
+    for instance in instances:
+        status = assess_instance(region, instance, newest.get(instance.instance_id), catalog, keys, now, tick)
+        if status is not None:
+            statuses.append(status)
+    return RegionReport(region=region, instances=tuple(statuses), stale=tuple(stale))
+
+
+def assess_instance(
+    region: str,
+    instance: LaunchedInstance,
+    newest: Image | None,
+    catalog: PolicyCatalog,
+    keys: TagKeys,
+    now: datetime,
+    tick: timedelta,
+) -> InstanceStatus | None:
+    """The RPO status of one instance; None when its opt-in tag says no."""
+    backup_time = newest.backup_time if newest is not None else None
+    age = now - backup_time if backup_time is not None else None
+    found = InstanceStatus(
+        region,
+        instance.instance_id,
+        instance.name,
+        "ok",
+        image_id=newest.image_id if newest is not None else None,
+        backup_time=backup_time,
+        age=age,
+    )
+    try:
+        policy = resolve_policy(instance.tags, keys, catalog)
+    except InvalidTag as invalid:
+        return replace(found, status="invalid", reason=str(invalid))
+    if policy is None:
+        return None
+    allowed = policy.schedule.max_interval() + tick
+    found = replace(found, policy=policy.name, schedule=policy.schedule.expression, allowed_age=allowed)
+    if age is not None and age <= allowed:
+        return found
+    if instance.launch_time is not None and now - instance.launch_time <= allowed:
+        return replace(found, status="new", reason="launched recently; its first backup is not due yet")
+    reason = (
+        "no available backup"
+        if age is None
+        else f"newest available backup is {format_age(age)} old, more than the {format_age(allowed)} allowed"
+    )
+    return replace(found, status="violation", reason=reason)
+
+
+@dataclass(frozen=True)
+class ReportDeps:
+    ec2: Callable[[str], Ec2Gateway]
+    lookup: Callable[[str], Ec2Lookup]
+    notifier: Notifier
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    now: datetime
+    regions: Sequence[str]
+    catalog: PolicyCatalog
+    stack: Stack
+    tick: timedelta
+    pending_timeout: timedelta
+
+
+def report_deps(runtime: Runtime) -> ReportDeps:
+    return ReportDeps(ec2=runtime.ec2, lookup=ec2_lookup, notifier=runtime.notifier)
+
+
+def report_run(runtime: Runtime, now: datetime) -> ReportRun:
+    """One run at ``now`` with the policies in force and the stack's tick and pending bound."""
+    settings = runtime.settings
+    return ReportRun(
+        now=now,
+        regions=settings.regions,
+        catalog=runtime.catalog(),
+        stack=runtime.stack,
+        tick=timedelta(minutes=settings.planner_rate_minutes),
+        pending_timeout=timedelta(hours=settings.pending_timeout_hours),
+    )
+
+
+def run_report(run: ReportRun, deps: ReportDeps) -> DailyReport:
+    """Read every region (a failing one is reported, never stops the others), then publish."""
+    report = DailyReport(
+        time=run.now,
+        regions=tuple(_region(region, run, deps) for region in run.regions),
+        tick=run.tick,
+        pending_timeout=run.pending_timeout,
+    )
+    for note in report_notifications(report):
+        deps.notifier.publish(note)
+    return report
+
+
+def _region(region: str, run: ReportRun, deps: ReportDeps) -> RegionReport:
+    try:
+        instances = list(deps.lookup(region).opted_in_instances(run.stack.tag_keys.opt_in))
+        images = list(deps.ec2(region).managed_images(run.stack.name))
+    except (ClientError, BotoCoreError) as error:
+        return RegionReport(region=region, error=f"{type(error).__name__}: {error}")
+    return assess_region(
+        region,
+        instances,
+        images,
+        run.catalog,
+        run.stack.tag_keys,
+        now=run.now,
+        tick=run.tick,
+        pending_timeout=run.pending_timeout,
+    )
+
+
+def report_notifications(report: DailyReport) -> list[Notification]:
+    notes = [fit_to_sns(lambda limit: daily_report(report, limit), len(report.instances) + len(report.stale))]
+    if report.violations:
+        notes.append(fit_to_sns(lambda limit: rpo_violation(report, limit), len(report.violations)))
+    return notes
+
+
+def fit_to_sns(build: Callable[[int], Notification], total: int) -> Notification:
+    """The notification listing as many entries as SNS accepts (all of them when they fit)."""
+
+    def fits(limit: int) -> bool:
+        return len(build(limit).sns_message().encode("utf-8")) <= SNS_MESSAGE_LIMIT - SIZE_MARGIN
+
+    if fits(total):
+        return build(total)
+    low, high = 0, total  # fits(low) is assumed: an empty listing is a few hundred bytes
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return build(low)
+
+
+def daily_report(report: DailyReport, limit: int | None = None) -> Notification:
+    """``report.daily``; ``limit`` caps the listed instances and stale AMIs together (problems first)."""
+    instances = report.instances
+    stale = report.stale
+    listed, listed_stale = _listing(instances, stale, len(instances) + len(stale) if limit is None else limit)
+    where = _where(report)
+    counts = {status: sum(1 for i in instances if i.status == status) for status in STATUS_ORDER}
+    if report.needs_attention:
+        problems = [f"{counts['violation']} RPO violation(s)"]
+        if stale:
+            problems.append(f"{len(stale)} stale AMI(s)")
+        if counts["invalid"]:
+            problems.append(f"{counts['invalid']} invalid")
+        if report.failed_regions:
+            problems.append(f"{len(report.failed_regions)} region(s) unreadable")
+        subject = f"amikeeper daily report: {', '.join(problems)} in {where}"
+    else:
+        subject = f"amikeeper daily report: all {len(instances)} instance(s) within RPO in {where}"
+    return Notification(
+        event="report.daily",
+        severity="warning" if report.needs_attention else "info",
+        subject=subject,
+        summary=_daily_summary(report, counts, listed, listed_stale),
+        table=_instance_table(listed) if listed else (),
+        payload={
+            "time": format_slot(report.time),
+            "planner_tick_seconds": _seconds(report.tick),
+            "pending_timeout_hours": int(report.pending_timeout.total_seconds() // 3600),
+            "regions": [region.document() for region in report.regions],
+            "instances_total": len(instances),
+            "instances_listed": len(listed),
+            "instances": [instance.document() for instance in listed],
+            "stale_pending_total": len(stale),
+            "stale_pending_listed": len(listed_stale),
+            "stale_pending": [image.document() for image in listed_stale],
+        },
+    )
+
+
+def _listing(
+    instances: Sequence[InstanceStatus], stale: Sequence[StalePending], limit: int
+) -> tuple[list[InstanceStatus], list[StalePending]]:
+    """Room goes to instances with a problem, then to stale AMIs, then to healthy instances."""
+    problems = [instance for instance in instances if instance.status != "ok"]
+    healthy = [instance for instance in instances if instance.status == "ok"]
+    listed = problems[:limit]
+    listed_stale = list(stale[: limit - len(listed)])
+    listed += healthy[: limit - len(listed) - len(listed_stale)]
+    return listed, listed_stale
+
+
+def _daily_summary(
+    report: DailyReport,
+    counts: dict[Status, int],
+    listed: Sequence[InstanceStatus],
+    listed_stale: Sequence[StalePending],
+) -> str:
+    total = len(report.instances)
+    lines = [
+        f"Daily report at {format_slot(report.time)}: {total} opted-in instance(s) in "
+        f"{len(report.regions)} region(s). {counts['ok']} within RPO, {counts['violation']} RPO violation(s), "
+        f"{counts['new']} new (first backup not due yet), {counts['invalid']} with invalid tags; "
+        f"{len(report.stale)} AMI(s) pending for more than {_hours(report.pending_timeout)}."
+    ]
+    for region in report.failed_regions:
+        lines.append(f"Region {region.region} could not be read: {region.error}")
+    if listed_stale:
+        lines += ["", "Stale pending AMIs:"]
+        lines += render_table(
+            [["region", "AMI", "instance", "created", "pending for"]]
+            + [
+                [s.region, s.image_id, s.instance_id or "-", format_slot(s.created), format_age(s.age)]
+                for s in listed_stale
+            ]
+        )
+    left_out = (total - len(listed)) + (len(report.stale) - len(listed_stale))
+    if left_out:
+        lines += ["", f"{left_out} more not listed: SNS limits a message to 256 KiB."]
+    return "\n".join(lines)
+
+
+def rpo_violation(report: DailyReport, limit: int | None = None) -> Notification:
+    violations = report.violations
+    listed = violations[:limit] if limit is not None else violations
+    tick = format_age(report.tick)
+    summary = (
+        f"{len(violations)} opted-in instance(s) have no available backup as recent as their schedule "
+        f"promises (its longest interval plus one planner tick of {tick}), as of {format_slot(report.time)}."
+    )
+    if len(listed) < len(violations):
+        summary += f" {len(violations) - len(listed)} more not listed: SNS limits a message to 256 KiB."
+    return Notification(
+        event="rpo.violation",
+        severity="error",
+        subject=f"amikeeper: {len(violations)} instance(s) missed their RPO in {_where(report)}",
+        summary=summary,
+        table=_instance_table(listed) if listed else (),
+        payload={
+            "time": format_slot(report.time),
+            "planner_tick_seconds": _seconds(report.tick),
+            "violations_total": len(violations),
+            "violations_listed": len(listed),
+            "violations": [instance.document() for instance in listed],
+        },
+    )
+
+
+def _instance_table(instances: Sequence[InstanceStatus]) -> list[list[str]]:
+    rows = [["region", "instance", "name", "schedule", "newest backup", "taken", "age", "allowed", "status"]]
+    for i in instances:
+        rows.append(
+            [
+                i.region,
+                i.instance_id,
+                _short(i.name or "-"),
+                i.schedule or "-",
+                i.image_id or "none",
+                format_slot(i.backup_time) if i.backup_time else "-",
+                format_age(i.age) if i.age is not None else "-",
+                format_age(i.allowed_age) if i.allowed_age is not None else "-",
+                i.status,
+            ]
+        )
+    return rows
+
+
+def _where(report: DailyReport) -> str:
+    return ", ".join(region.region for region in report.regions)
+
+
+def _short(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= NAME_WIDTH else flat[: NAME_WIDTH - 3] + "..."
+
+
+def _seconds(span: timedelta | None) -> int | None:
+    return None if span is None else int(span.total_seconds())
+
+
+def _hours(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 3600)}h"
+
+
+def format_age(span: timedelta) -> str:
+    """``2d 03h``, ``5h 07m``, ``42m``; a negative span (a clock ahead of EC2's) reads ``0m``."""
+    minutes = max(0, int(span.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m"
