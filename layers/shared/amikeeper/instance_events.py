@@ -7,8 +7,9 @@
 - ``shutting-down`` or ``terminated``, for an instance that is opted in or has backups of this stack:
   one ``instance.terminated`` notice naming its newest available backup. A termination sends both
   events; the notice is keyed on the instance, so people get it once.
-- anything else: nothing. The opt-in tag is checked before the policies document is read, so an
-  instance that is not opted in costs one DescribeInstances.
+- anything else: nothing. The opt-in tag is checked before the policies document is read: a stopped
+  instance that is not opted in costs one DescribeInstances, a terminated one also a DescribeImages
+  filtered on it (it may have been opted out after its last backups).
 
 Every outcome is one value with a one-line ``message`` for the log; nothing here raises for an event
 that cannot be acted on (only AWS failures propagate, so EventBridge retries them).
