@@ -1,4 +1,8 @@
-"""Planner tick: queue a backup for every opted-in instance that is due (SPEC §6)."""
+"""Planner tick: queue a backup for every opted-in instance that is due (SPEC §6).
+
+Short of time, it hands the rest of the tick to a new asynchronous invocation of itself (see
+amikeeper.planner); that invocation's event is this tick plus a ``continuation``.
+"""
 
 import os
 from datetime import UTC, datetime
@@ -9,9 +13,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from amikeeper import clients
 from amikeeper.config import load_settings
-from amikeeper.events import ScheduledTick
-from amikeeper.planner import run_planner
+from amikeeper.gateways.lambda_ import SelfInvoker
+from amikeeper.planner import Continuation, PlannerTick, TimeBudget, run_planner
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
@@ -21,28 +26,32 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=ScheduledTick)
-def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=PlannerTick)
+def handler(tick: PlannerTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     now = tick.scheduled_time or datetime.now(UTC)
-    settings = RUNTIME.settings
-    plans = run_planner(now, settings.regions, RUNTIME.catalog(), RUNTIME.stack, RUNTIME.planner_deps())
-    for plan in plans:
+    invoker = SelfInvoker(clients.lambda_(RUNTIME.settings.home_region), context.invoked_function_arn)
+
+    def hand_off(rest: Continuation) -> None:
+        invoker.invoke_async(tick.continued(now, rest))
+
+    run = run_planner(
+        now,
+        RUNTIME.settings.regions,
+        RUNTIME.catalog(),
+        RUNTIME.stack,
+        RUNTIME.planner_deps(),
+        budget=TimeBudget(context.get_remaining_time_in_millis),
+        continuation=tick.continuation,
+        hand_off=hand_off,
+    )
+    for plan in run.plans:
         metrics.add_metric("InstancesSeen", MetricUnit.Count, plan.opted_in)
         metrics.add_metric("BackupsRequested", MetricUnit.Count, plan.enqueued)
         metrics.add_metric("InvalidPolicies", MetricUnit.Count, len(plan.invalid))
         logger.info(
             "planned region", extra={"region": plan.region, "due": len(plan.due), "error": plan.error}
         )
-    return {
-        "regions": [
-            {
-                "region": p.region,
-                "due": len(p.due),
-                "enqueued": p.enqueued,
-                "invalid": len(p.invalid),
-                "error": p.error,
-            }
-            for p in plans
-        ]
-    }
+    if run.handed_off is not None:
+        logger.info("handed the rest on", extra={"regions": list(run.handed_off.regions)})
+    return run.response()
