@@ -155,6 +155,21 @@ def test_report_lists_every_opted_in_instance_and_sends_one_report_and_one_viola
     assert [(r["region"], r["violations"]) for r in result["regions"]] == [(WEST, 2), (EAST, 0)]
 
 
+def test_report_tick_delivered_twice_reports_once(
+    report: ResolvedFunction, stack: MotoStack, fleet: dict[str, Any]
+) -> None:
+    # Given the scheduler delivers the same tick twice (at-least-once), the second to a new container
+    report.invoke(TICK)
+    first = stack.notifications()
+    report.invoke(TICK, fresh=True)
+    # Then people got the report and the violation once, and the repeat sends nothing
+    assert [note.event for note in first] == ["report.daily", "rpo.violation"]
+    assert stack.notifications() == []
+    # And the next day's tick reports again
+    report.invoke(TICK | {"scheduled_time": "2026-11-30T07:00:00Z"})
+    assert [note.event for note in stack.notifications()] == ["report.daily", "rpo.violation"]
+
+
 def test_healthy_fleet_gets_one_info_report_and_no_violation(
     report: ResolvedFunction, stack: MotoStack, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sns import SNSClient
@@ -50,11 +51,16 @@ def sns(region: str) -> SNSClient:
 
 
 @cache
+def dynamodb(region: str) -> DynamoDBClient:
+    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+
+
+@cache
 def lambda_(region: str) -> LambdaClient:
     return boto3.client("lambda", region_name=region, config=CLIENT_CONFIG)
 
 
 def reset() -> None:
     """Forget cached clients (tests start a fresh moto backend per test)."""
-    for factory in (ec2, autoscaling, sqs, sns, lambda_):
+    for factory in (ec2, autoscaling, sqs, sns, dynamodb, lambda_):
         factory.cache_clear()

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.gateways.ec2 import Ec2Gateway, Image
 from amikeeper.gateways.ec2_lookup import Ec2Lookup, LaunchedInstance, ec2_lookup
+from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Notification, render_table
@@ -33,6 +34,8 @@ from amikeeper.planner import Stack
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.runtime import Runtime
 from amikeeper.tagkeys import TagKeys
+
+REPORT_MEMORY = timedelta(days=2)
 
 Status = Literal["violation", "invalid", "new", "ok"]
 STATUS_ORDER: dict[Status, int] = {"violation": 0, "invalid": 1, "new": 2, "ok": 3}
@@ -247,6 +250,7 @@ class ReportDeps:
     ec2: Callable[[str], Ec2Gateway]
     lookup: Callable[[str], Ec2Lookup]
     notifier: Notifier
+    ledger: NoticeLedger
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,7 @@ class ReportRun:
 
 
 def report_deps(runtime: Runtime) -> ReportDeps:
-    return ReportDeps(ec2=runtime.ec2, lookup=ec2_lookup, notifier=runtime.notifier)
+    return ReportDeps(ec2=runtime.ec2, lookup=ec2_lookup, notifier=runtime.notifier, ledger=runtime.ledger)
 
 
 def report_run(runtime: Runtime, now: datetime) -> ReportRun:
@@ -284,8 +288,10 @@ def run_report(run: ReportRun, deps: ReportDeps) -> DailyReport:
         tick=run.tick,
         pending_timeout=run.pending_timeout,
     )
-    for note in report_notifications(report):
-        deps.notifier.publish(note)
+    # EventBridge Scheduler delivers at least once: a tick delivered twice reports once.
+    if deps.ledger.first_time(f"report.daily#{format_slot(run.now)}", run.now, REPORT_MEMORY):
+        for note in report_notifications(report):
+            deps.notifier.publish(note)
     return report
 
 

@@ -11,6 +11,7 @@ from functools import cached_property
 from amikeeper import clients
 from amikeeper.config import Settings
 from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
@@ -36,6 +37,10 @@ class Runtime:
     @cached_property
     def notifier(self) -> Notifier:
         return Notifier(clients.sns(self.settings.home_region), self.settings.topic_arn)
+
+    @cached_property
+    def ledger(self) -> NoticeLedger:
+        return NoticeLedger(clients.dynamodb(self.settings.home_region), self.settings.idempotency_table)
 
     @cached_property
     def _policy_source(self) -> PolicyDocumentSource:
