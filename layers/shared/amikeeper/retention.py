@@ -8,7 +8,8 @@ Guards, whatever a retention expression says:
 
 - only AMIs tagged ``amikeeper:managed-by`` = this stack are ever listed (a server-side filter), and
   only snapshots with that tag are deleted;
-- ``<OptInTagKey>:Hold`` = true keeps an AMI; pending AMIs are never touched; failed ones are removed;
+- ``<OptInTagKey>:Hold`` = true (trimmed, any case; yes and on too) keeps an AMI; pending AMIs are
+  never touched; failed ones are removed;
 - an AMI used by an instance (not terminated), the ``$Default`` or ``$Latest`` version of a launch
   template or a launch configuration is kept and reported as kept-in-use;
 - the newest available backup of an instance is kept, until ``OrphanGraceDays`` after retention first
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
     from amikeeper.runtime import Runtime
 
 GONE_SINCE = "amikeeper:instance-gone-since"
-# A snapshot is swept as an orphan only once it is this old, so that one whose AMI is still being
-# registered (or was deregistered a moment ago by this very run) is never mistaken for debris.
+# A snapshot is swept as an orphan only once it is this old: one whose AMI is still being registered
+# is never mistaken for debris, and someone who deregistered an AMI by hand has a day to reuse it.
 ORPHAN_SNAPSHOT_GRACE = timedelta(days=1)
 # Below this much remaining time no new deletion starts: one DeregisterImage with adaptive retries can
 # take tens of seconds, and the summary still has to go out.
@@ -672,6 +673,11 @@ class RetentionResult:
     def error_count(self) -> int:
         return sum(region.error_count for region in self.regions) + (1 if self.continuation_error else 0)
 
+    @property
+    def planned_deletions(self) -> int:
+        """AMIs the plans delete (expired and failed), whether or not this run got to them."""
+        return sum(len(region.plan.deletions) for region in self.regions if region.plan)
+
     def metrics(self) -> dict[str, int]:
         """The retention metrics of the contract, for this invocation."""
         return {
@@ -723,6 +729,8 @@ def run_retention(
                 continued = True
             except (ClientError, BotoCoreError, RuntimeError) as error:
                 continuation_error = f"could not hand over to a new invocation: {error}"
+        elif dry_run:
+            continuation_error = "ran out of time; the regions listed as deferred were not previewed"
         else:
             continuation_error = "ran out of time before deleting anything; the next scheduled run goes on"
     result = RetentionResult(now, dry_run, tuple(outcomes), continued, continuation_error)
@@ -871,10 +879,7 @@ def _summary_text(result: RetentionResult) -> str:
     metrics = result.metrics()
     when = format_slot(result.time)
     if result.dry_run:
-        planned = sum(
-            _region_counts(r, True)["deleted"] + _region_counts(r, True)["failed_cleaned"]
-            for r in result.regions
-        )
+        planned = result.planned_deletions
         lines = [
             f"Retention dry run for {when}: {planned} AMI(s) would be deleted; nothing was changed.",
         ]
@@ -913,10 +918,7 @@ def retention_summary(result: RetentionResult) -> Notification:
     where = ", ".join(region.region for region in result.regions)
     metrics = result.metrics()
     if result.dry_run:
-        planned = sum(
-            _region_counts(r, True)["deleted"] + _region_counts(r, True)["failed_cleaned"]
-            for r in result.regions
-        )
+        planned = result.planned_deletions
         subject = f"amikeeper retention dry run: {planned} AMI(s) would be deleted in {where}"
     else:
         subject = f"amikeeper retention: {metrics['AmisDeleted']} AMI(s) deleted in {where}"

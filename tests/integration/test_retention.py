@@ -1,0 +1,690 @@
+"""Retention under moto with real EC2 semantics (SPEC §4): every guard, deletion, orphans, failures, budget.
+
+Most tests call the domain pass the way the handler does; the handler itself runs through
+tests/sam_local.py with the events/retention-*.json files, the time-budget hand-over and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+
+from amikeeper import clients
+from amikeeper.config import load_settings
+from amikeeper.gateways import ec2 as ec2_gateway
+from amikeeper.gateways import ec2_retention
+from amikeeper.gateways.ec2 import tag_map
+from amikeeper.retention import (
+    GONE_SINCE,
+    RetentionConfig,
+    RetentionDeps,
+    RetentionResult,
+    retention_deps,
+    run_retention,
+)
+from amikeeper.runtime import Runtime
+from tests.fixtures.ec2_fidelity import Ec2Fidelity
+from tests.fixtures.retention_fleet import Fleet
+from tests.fixtures.stack import MotoStack, ReceivedNotification
+from tests.sam_local import ResolvedFunction, SamApp, load_event
+
+NOW = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+DAYS = 200
+RETAIN_THREE = {"Backup:Retain": "last=3"}
+
+
+def day(offset: int) -> datetime:
+    """The 03:00 UTC slot `offset` days before NOW's day."""
+    return datetime(2026, 11, 29, 3, 0, tzinfo=UTC) - timedelta(days=offset)
+
+
+# --- fixtures -----------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def without_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's 1,291 public AMIs and snapshots per region only slow these tests down (see Fleet)."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture
+def retention_fn(functions: dict[str, ResolvedFunction]) -> ResolvedFunction:
+    return functions["RetentionFunction"]
+
+
+@pytest.fixture
+def runtime(retention_fn: ResolvedFunction) -> Runtime:
+    """The Runtime the handler builds at cold start, from the same template-resolved environment."""
+    return Runtime(load_settings(retention_fn.runtime_environment()))
+
+
+@pytest.fixture
+def fleet(stack: MotoStack, runtime: Runtime, aws: Ec2Fidelity) -> Fleet:
+    stack.set_policies({"gold": {"retain": "last=2"}})
+    return Fleet(stack.region, runtime.stack, runtime.catalog(), aws)
+
+
+@pytest.fixture(params=["DescribeImageReferences", "scan"])
+def reference_check(request: pytest.FixtureRequest, aws: Ec2Fidelity) -> str:
+    """Both ways of finding what uses an AMI: the API where the account has it, the scans where not."""
+    if request.param == "scan":
+        aws.disable_image_references()
+    return str(request.param)
+
+
+@dataclass
+class Sleeper:
+    slept: list[float] = field(default_factory=list)
+    now: float = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class Runner:
+    """Runs the retention pass as the handler does, with a fake pacing clock and a recorded hand-over."""
+
+    runtime: Runtime
+    sleeper: Sleeper = field(default_factory=Sleeper)
+    continuations: int = 0
+
+    def deps(self) -> RetentionDeps:
+        return retention_deps(self.runtime, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
+
+    def __call__(
+        self,
+        now: datetime = NOW,
+        *,
+        dry_run: bool = False,
+        remaining_ms: Callable[[], int] = lambda: 900_000,
+        regions: tuple[str, ...] | None = None,
+    ) -> RetentionResult:
+        settings = self.runtime.settings
+        return run_retention(
+            now,
+            regions or settings.regions,
+            self.runtime.catalog(),
+            RetentionConfig.from_settings(settings),
+            self.deps(),
+            dry_run=dry_run,
+            remaining_ms=remaining_ms,
+            continue_later=self._continue,
+        )
+
+    def _continue(self) -> None:
+        self.continuations += 1
+
+
+@pytest.fixture
+def run(runtime: Runtime) -> Runner:
+    return Runner(runtime)
+
+
+def summaries(stack: MotoStack) -> list[ReceivedNotification]:
+    return [note for note in stack.notifications() if note.event == "retention.summary"]
+
+
+def answer_instead(
+    client: BaseClient, operation: str, respond: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]
+) -> None:
+    """Answer `operation` on this client without calling moto when `respond` returns (status, body).
+
+    This is how a throttled or refused call looks after the SDK's retries gave up: the request
+    never reaches the service and the caller gets the error.
+    """
+
+    def before_call(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        answer = respond(params)
+        if answer is None:
+            return None
+        status, body = answer
+        return SimpleNamespace(status_code=status, headers={}), body | {
+            "ResponseMetadata": {"HTTPStatusCode": status}
+        }
+
+    service = client.meta.service_model.service_id.hyphenize()
+    hook: Any = before_call  # botocore types hooks as returning None; a before-call hook may answer
+    client.meta.events.register(f"before-call.{service}.{operation}", hook)
+
+
+def refuse(region: str, operation: str, code: str, *, only: tuple[str, str] | None = None) -> None:
+    """EC2 in `region` answers `operation` with `code`; `only` = (request key, value) narrows it to one resource."""
+
+    def respond(params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if only is not None and params["body"].get(only[0]) != only[1]:
+            return None
+        return 400, {"Error": {"Code": code, "Message": f"{operation} refused ({code})"}}
+
+    answer_instead(clients.ec2(region), operation, respond)
+
+
+def count_calls(client: BaseClient, operation: str) -> list[int]:
+    calls: list[int] = []
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"after-call.{service}.{operation}", lambda **_: calls.append(1))
+    return calls
+
+
+# --- deletion -------------------------------------------------------------------------------------------
+def test_expired_backups_are_deregistered_with_every_snapshot_they_owned(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    # Given an instance with a root and two data volumes and five daily backups, retention last=3
+    web = fleet.launch(RETAIN_THREE, data_volumes=2)
+    backups = [fleet.back_up(web, day(n)) for n in range(5)]
+    expired = backups[3:]
+    expired_snapshots = fleet.snapshots_of(expired)
+    assert len(expired_snapshots) == 6
+    # When retention runs
+    result = run()
+    # Then the two oldest AMIs are gone with all six snapshots, and the three newest remain
+    assert fleet.image_ids_of(web) == set(backups[:3])
+    assert not expired_snapshots & set(fleet.snapshots())
+    assert fleet.unreferenced_managed_snapshots() == set()
+    assert result.metrics() == {
+        "AmisExamined": 5,
+        "AmisDeleted": 2,
+        "SnapshotsDeleted": 6,
+        "KeptInUse": 0,
+        "RetentionErrors": 0,
+        "OrphanSnapshotsDeleted": 0,
+    }
+    # And one info summary lists the deleted AMIs
+    [summary] = summaries(stack)
+    assert summary.severity == "info"
+    assert sorted(summary.document["regions"][0]["done"]["deleted"]["items"]) == sorted(expired)
+    assert sorted(summary.document["regions"][0]["done"]["snapshots_deleted"]["items"]) == sorted(
+        expired_snapshots
+    )
+
+
+def test_snapshots_are_deleted_one_by_one_when_the_sdk_lacks_delete_associated_snapshots(
+    fleet: Fleet, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an SDK whose DeregisterImage has no DeleteAssociatedSnapshots parameter
+    original = ec2_retention.Ec2RetentionGateway.__init__
+
+    def old_sdk(self: ec2_retention.Ec2RetentionGateway, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.deletes_associated_snapshots = False
+
+    monkeypatch.setattr(ec2_retention.Ec2RetentionGateway, "__init__", old_sdk)
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    backups = [fleet.back_up(web, day(n)) for n in range(4)]
+    expired_snapshots = fleet.snapshots_of(backups[3:])
+    # When retention runs
+    result = run()
+    # Then the AMI is deregistered and each of its snapshots deleted after it
+    assert fleet.image_ids_of(web) == set(backups[:3])
+    assert set(result.regions[0].snapshots_deleted) == expired_snapshots
+    assert fleet.unreferenced_managed_snapshots() == set()
+
+
+def test_snapshot_that_another_ami_still_uses_is_kept(fleet: Fleet, run: Runner) -> None:
+    # Given an expired backup whose root snapshot a person registered as another AMI
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    backups = [fleet.back_up(web, day(n)) for n in range(4)]
+    image = fleet.images()[backups[3]]
+    root = image["BlockDeviceMappings"][0]
+    shared_snapshot = root["Ebs"]["SnapshotId"]
+    fleet.ec2.register_image(
+        Name="restored-by-hand",
+        RootDeviceName=root["DeviceName"],
+        BlockDeviceMappings=[{"DeviceName": root["DeviceName"], "Ebs": {"SnapshotId": shared_snapshot}}],
+    )
+    # When retention deletes that backup
+    result = run()
+    # Then the shared snapshot survives, reported as kept, and the other one is deleted
+    assert backups[3] in result.regions[0].deleted
+    assert result.regions[0].snapshots_shared == [shared_snapshot]
+    assert shared_snapshot in fleet.snapshots()
+    assert result.error_count == 0
+
+
+# --- guards -----------------------------------------------------------------------------------------------
+def test_held_ami_is_kept_forever(fleet: Fleet, run: Runner, stack: MotoStack) -> None:
+    # Given an expired backup on legal hold (value in another case, with blanks)
+    web = fleet.launch(RETAIN_THREE)
+    backups = [fleet.back_up(web, day(n)) for n in range(5)]
+    fleet.tag(backups[4], **{"Backup:Hold": " TRUE "})
+    # When retention runs
+    result = run()
+    # Then the held AMI survives and is reported as held; its unheld sibling is deleted
+    assert fleet.image_ids_of(web) == {*backups[:3], backups[4]}
+    assert result.regions[0].deleted == [backups[3]]
+    assert summaries(stack)[0].document["regions"][0]["plan"]["held"]["items"] == [backups[4]]
+
+
+def test_ami_in_use_by_an_instance_is_kept_unless_the_instance_is_terminated(
+    fleet: Fleet, run: Runner, reference_check: str
+) -> None:
+    # Given expired backups: one runs an instance, one a stopped instance, one only a terminated instance
+    web = fleet.launch({"Backup:Retain": "last=1"})
+    backups = [fleet.back_up(web, day(n)) for n in range(4)]
+    running = fleet.launch_from(backups[1])
+    stopped = fleet.launch_from(backups[2])
+    fleet.ec2.stop_instances(InstanceIds=[stopped])
+    fleet.terminate(fleet.launch_from(backups[3]))
+    # When retention runs
+    result = run()
+    # Then the two in use are kept-in-use, naming their instance; the third is deleted
+    region = result.regions[0]
+    assert region.reference_check == reference_check
+    assert region.deleted == [backups[3]]
+    assert region.plan is not None
+    used = {verdict.image_id: verdict.used_by for verdict in region.plan.with_outcome("kept-in-use")}
+    assert set(used) == {backups[1], backups[2]}
+    assert any(running in label for label in used[backups[1]])
+    assert any(stopped in label for label in used[backups[2]])
+    assert result.metrics()["KeptInUse"] == 2
+
+
+def test_ami_of_a_launch_templates_default_or_latest_version_is_kept_but_not_of_older_versions(
+    fleet: Fleet, run: Runner, reference_check: str
+) -> None:
+    # Given a template whose $Default is v1, whose v2 is neither default nor latest, whose $Latest is v3
+    web = fleet.launch({"Backup:Retain": "last=1"})
+    backups = [fleet.back_up(web, day(n)) for n in range(5)]
+    template = fleet.launch_template("web-template", backups[1])
+    fleet.add_template_version(template, backups[2])
+    fleet.add_template_version(template, backups[3])
+    # When retention runs
+    result = run()
+    # Then $Default and $Latest keep their AMIs; v2's AMI and an unreferenced one are deleted
+    region = result.regions[0]
+    assert region.reference_check == reference_check
+    assert sorted(region.deleted) == sorted([backups[2], backups[4]])
+    assert region.plan is not None
+    used = {verdict.image_id: verdict.used_by for verdict in region.plan.with_outcome("kept-in-use")}
+    assert used == {
+        backups[1]: (f"launch template web-template ({template}) $Default v1",),
+        backups[3]: (f"launch template web-template ({template}) $Latest v3",),
+    }
+
+
+def test_ami_named_by_a_launch_configuration_is_kept(fleet: Fleet, run: Runner, reference_check: str) -> None:
+    web = fleet.launch({"Backup:Retain": "last=1"})
+    backups = [fleet.back_up(web, day(n)) for n in range(3)]
+    fleet.launch_configuration("web-asg-lc", backups[2])
+    result = run()
+    region = result.regions[0]
+    assert region.deleted == [backups[1]]
+    assert region.plan is not None
+    assert [(v.image_id, v.used_by) for v in region.plan.with_outcome("kept-in-use")] == [
+        (backups[2], ("launch configuration web-asg-lc",))
+    ]
+
+
+def test_foreign_amis_and_their_snapshots_are_never_touched(fleet: Fleet, run: Runner) -> None:
+    # Given, for an instance with expired backups, an AMI a person made and one another stack made
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    backups = [fleet.back_up(web, day(n)) for n in range(5)]
+    by_hand = fleet.foreign_image(web)
+    other_stack = fleet.foreign_image(web, managed_by="amikeeper-staging")
+    fleet.tag(other_stack, **{"amikeeper:instance-id": web, "amikeeper:slot": "2020-01-01T03:00:00Z"})
+    foreign_snapshots = fleet.snapshots_of([by_hand, other_stack])
+    fleet.fidelity.set_creation_date(fleet.region, by_hand, day(400))
+    fleet.fidelity.set_creation_date(fleet.region, other_stack, day(400))
+    # And the other stack's AMI is deregistered by hand, leaving its (old) snapshots behind
+    fleet.ec2.deregister_image(ImageId=other_stack)
+    # When retention runs
+    result = run()
+    # Then only this stack's expired backups went; the foreign AMI and every foreign snapshot remain
+    assert set(fleet.images()) == {*backups[:3], by_hand}
+    assert foreign_snapshots <= set(fleet.snapshots())
+    assert result.metrics()["AmisExamined"] == 5
+    assert result.metrics()["OrphanSnapshotsDeleted"] == 0
+
+
+def test_pending_ami_is_never_touched_and_a_failed_one_is_cleaned_up(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    backups = [fleet.back_up(web, day(n)) for n in range(3)]
+    pending = fleet.back_up(web, day(30), state="pending")
+    failed = fleet.back_up(web, day(31), state="failed")
+    failed_snapshots = fleet.snapshots_of([failed])
+    result = run()
+    assert fleet.image_ids_of(web) == {*backups, pending}
+    assert result.regions[0].failed_cleaned == [failed]
+    assert not failed_snapshots & set(fleet.snapshots())
+    assert result.metrics()["AmisDeleted"] == 1
+    counts = summaries(stack)[0].document["regions"][0]["counts"]
+    assert (counts["pending"], counts["failed_cleaned"], counts["deleted"]) == (1, 1, 0)
+
+
+def test_newest_backup_is_kept_however_old(fleet: Fleet, run: Runner) -> None:
+    web = fleet.launch({"Backup:Retain": "within=1d"})
+    only = fleet.back_up(web, day(300))
+    run()
+    assert fleet.image_ids_of(web) == {only}
+
+
+# --- terminated instances -------------------------------------------------------------------------------
+def test_terminated_instance_is_recorded_once_and_follows_its_recorded_policy(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    # Given a gold (last=2) instance with four backups, then terminated
+    db = fleet.launch({"Backup": "gold"})
+    backups = [fleet.back_up(db, day(n), policy="gold") for n in range(4)]
+    fleet.terminate(db)
+    # When retention first notices it
+    first = run()
+    # Then the time is recorded on its newest backup, and gold's rules still apply
+    assert fleet.image_ids_of(db) == set(backups[:2])
+    assert tag_map(fleet.images()[backups[0]]["Tags"])[GONE_SINCE] == "2026-11-29T04:00:00Z"
+    assert first.regions[0].tagged_gone == [backups[0]]
+    assert "newest backup kept until 2026-12-29T04:00:00Z" in summaries(stack)[0].text
+    # When retention runs again the next day, nothing is re-recorded
+    second = run(NOW + timedelta(days=1))
+    assert second.regions[0].tagged_gone == []
+    assert tag_map(fleet.images()[backups[0]]["Tags"])[GONE_SINCE] == "2026-11-29T04:00:00Z"
+    # And after the grace the newest is no longer protected as such, only by the rules
+    late = run(NOW + timedelta(days=31))
+    assert late.regions[0].plan is not None
+    newest = {v.image_id: v.reasons for v in late.regions[0].plan.verdicts}[backups[0]]
+    assert newest == ("last #1",)
+
+
+# --- orphan snapshots -----------------------------------------------------------------------------------
+def test_orphan_snapshots_older_than_a_day_are_swept_and_counted(fleet: Fleet, run: Runner) -> None:
+    # Given an old backup deregistered by hand (snapshots left), and a fresh one likewise
+    web = fleet.launch(data_volumes=1)
+    kept = fleet.back_up(web, day(0))
+    old = fleet.back_up(web, day(5))
+    young = fleet.back_up(web, NOW - timedelta(hours=3))
+    old_snapshots, young_snapshots = fleet.snapshots_of([old]), fleet.snapshots_of([young])
+    fleet.ec2.deregister_image(ImageId=old)
+    fleet.ec2.deregister_image(ImageId=young)
+    # And a person's AMI deregistered the same way, with untagged snapshots
+    by_hand = fleet.foreign_image(web)
+    hand_snapshots = fleet.snapshots_of([by_hand])
+    fleet.fidelity.set_creation_date(fleet.region, by_hand, day(10))
+    fleet.ec2.deregister_image(ImageId=by_hand)
+    # When retention runs
+    result = run()
+    # Then only the old orphans of this stack are deleted
+    snapshots = set(fleet.snapshots())
+    assert not old_snapshots & snapshots
+    assert young_snapshots | hand_snapshots <= snapshots
+    assert sorted(result.regions[0].orphans_deleted) == sorted(old_snapshots)
+    assert result.metrics()["OrphanSnapshotsDeleted"] == 2
+    assert fleet.image_ids_of(web) == {kept}
+
+
+# --- pagination -------------------------------------------------------------------------------------------
+def test_every_page_is_read_when_there_are_more_amis_than_one_page(
+    fleet: Fleet, run: Runner, monkeypatch: pytest.MonkeyPatch, reference_check: str
+) -> None:
+    # Given pages of five and 30 backups over three instances, plus templates and configurations
+    for module in (ec2_gateway, ec2_retention):
+        monkeypatch.setattr(module, "PAGE_SIZE", 5)
+    monkeypatch.setattr(ec2_retention, "TEMPLATE_PAGE_SIZE", 5)
+    instances = [fleet.launch(RETAIN_THREE) for _ in range(3)]
+    backups = {iid: [fleet.back_up(iid, day(n)) for n in range(10)] for iid in instances}
+    for index in range(7):
+        fleet.launch_template(f"filler-{index}", backups[instances[0]][0])
+    fleet.launch_template("uses-old", backups[instances[2]][9])
+    describe_images = count_calls(clients.ec2(fleet.region), "DescribeImages")
+    # When retention runs
+    result = run()
+    # Then all 30 AMIs were examined over several pages and each instance keeps exactly its three newest
+    assert result.metrics()["AmisExamined"] == 30
+    assert len(describe_images) >= 6
+    for iid in instances[:2]:
+        assert fleet.image_ids_of(iid) == set(backups[iid][:3])
+    # And the template on the last page still protects its AMI
+    assert fleet.image_ids_of(instances[2]) == {*backups[instances[2]][:3], backups[instances[2]][9]}
+    assert fleet.unreferenced_managed_snapshots() == set()
+
+
+# --- partial failure --------------------------------------------------------------------------------------
+def test_one_refused_deletion_does_not_stop_the_others_and_the_next_run_finishes(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    # Given three instances with two expired backups each
+    instances = [fleet.launch(RETAIN_THREE, data_volumes=1) for _ in range(3)]
+    backups = {iid: [fleet.back_up(iid, day(n)) for n in range(5)] for iid in instances}
+    throttled = backups[instances[0]][4]
+    retried = sorted(fleet.snapshots_of([backups[instances[1]][4]]))[0]
+    stuck = sorted(fleet.snapshots_of([backups[instances[2]][4]]))[0]
+    # And DeregisterImage of one is throttled (after the SDK's retries), EC2 fails to delete two snapshots
+    refuse(fleet.region, "DeregisterImage", "RequestLimitExceeded", only=("ImageId", throttled))
+    fleet.fidelity.fail_snapshot_deletion(retried, "internal-error")
+    fleet.fidelity.fail_snapshot_deletion(stuck, "internal-error")
+    # And the retry of one of those is refused too
+    refuse(fleet.region, "DeleteSnapshot", "InternalError", only=("SnapshotId", stuck))
+    # When retention runs
+    result = run()
+    # Then every other expired AMI is gone, the retried snapshot too, and both errors are reported
+    region = result.regions[0]
+    assert len(region.deleted) == 5 and throttled not in region.deleted
+    assert retried in region.snapshots_deleted
+    assert sorted(str(error).split(":")[0] for error in region.errors) == sorted([throttled, stuck])
+    assert result.metrics()["RetentionErrors"] == 2
+    [summary] = summaries(stack)
+    assert summary.severity == "warning"
+    assert "RequestLimitExceeded" in summary.text
+    assert throttled in fleet.images() and stuck in fleet.snapshots()
+    # When the refusals stop and the next run comes
+    clients.reset()
+    fleet.fidelity.fail_snapshot_deletion(stuck, "internal-error")  # EC2 still cannot; the sweep can
+    finished = run(NOW + timedelta(hours=1))
+    # Then it deletes the throttled AMI and sweeps the stuck snapshot: nothing is left behind
+    assert finished.regions[0].deleted == [throttled]
+    assert stuck in finished.regions[0].orphans_deleted
+    assert finished.error_count == 0
+    for iid in instances:
+        assert fleet.image_ids_of(iid) == set(backups[iid][:3])
+    assert fleet.unreferenced_managed_snapshots() == set()
+
+
+def test_a_failing_region_is_reported_and_the_others_proceed(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    web = fleet.launch(RETAIN_THREE)
+    backups = [fleet.back_up(web, day(n)) for n in range(4)]
+    refuse("us-east-2", "DescribeImages", "UnauthorizedOperation")
+    result = run(regions=("us-east-2", fleet.region))
+    failed, healthy = result.regions
+    assert failed.error is not None and "UnauthorizedOperation" in failed.error
+    assert healthy.deleted == [backups[3]]
+    [summary] = summaries(stack)
+    assert summary.severity == "warning"
+    assert "us-east-2: region failed" in summary.text
+
+
+# --- dry run ----------------------------------------------------------------------------------------------
+def test_dry_run_reports_the_plan_the_real_run_then_executes_and_changes_nothing(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, sam_app: SamApp
+) -> None:
+    # Given a mixed fleet: expired, held, in use, failed and orphaned resources
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    db = fleet.launch({"Backup": "gold"})
+    web_backups = [fleet.back_up(web, day(n)) for n in range(6)]
+    db_backups = [fleet.back_up(db, day(n), policy="gold") for n in range(4)]
+    fleet.tag(web_backups[4], **{"Backup:Hold": "true"})
+    fleet.launch_template("db", db_backups[3])
+    fleet.back_up(web, day(40), state="failed")
+    orphaned = fleet.back_up(web, day(41))
+    fleet.ec2.deregister_image(ImageId=orphaned)
+    before = (
+        set(fleet.images()),
+        set(fleet.snapshots()),
+        {k: v.get("Tags") for k, v in fleet.images().items()},
+    )
+    events = {path.name: load_event(path) for path in sam_app.events_for(retention_fn.logical_id)}
+    # When the dry-run event is invoked
+    preview = retention_fn.invoke(events["retention-dry-run.json"])
+    # Then nothing changed, and the summary says what would be deleted
+    assert (
+        set(fleet.images()),
+        set(fleet.snapshots()),
+        {k: v.get("Tags") for k, v in fleet.images().items()},
+    ) == before
+    [dry] = summaries(stack)
+    assert dry.document["dry_run"] is True
+    assert dry.subject.startswith("amikeeper retention dry run: 4 AMI(s) would be deleted")
+    planned = dry.document["regions"][0]["plan"]
+    would_delete = sorted(item["image_id"] for item in planned["delete"]["items"])
+    would_sweep = sorted(item["snapshot_id"] for item in planned["orphan_snapshots"]["items"])
+    assert preview["regions"][0]["deleted"] == 3 and preview["regions"][0]["failed_cleaned"] == 1
+    # When the real tick for the same time is invoked
+    retention_fn.invoke(events["retention-tick.json"])
+    # Then exactly the previewed AMIs and snapshots are the ones deleted
+    [real] = summaries(stack)
+    done = real.document["regions"][0]["done"]
+    assert sorted(done["deleted"]["items"] + done["failed_cleaned"]["items"]) == would_delete
+    assert sorted(done["orphan_snapshots_deleted"]["items"]) == would_sweep
+    assert real.document["regions"][0]["plan"] == planned
+
+
+# --- weeks of daily backups -------------------------------------------------------------------------------
+def expected_days(days: list[date]) -> set[date]:
+    """daily=7 weekly=4 monthly=6 for one backup a day, worked out by hand from the calendar."""
+    newest_first = sorted(days, reverse=True)
+    keep = set(newest_first[:7])
+    for bucket, count in ((lambda d: d.isocalendar()[:2], 4), (lambda d: (d.year, d.month), 6)):
+        periods: list[object] = []
+        for each in newest_first:
+            period = bucket(each)
+            if period in periods:
+                continue
+            if len(periods) == count:
+                break
+            periods.append(period)
+            keep.add(each)
+    return keep
+
+
+@pytest.mark.slow
+def test_months_of_daily_backups_leave_exactly_what_the_expression_keeps_and_no_snapshot(
+    fleet: Fleet, run: Runner, stack: MotoStack
+) -> None:
+    # Given two instances on the default policy (daily=7 weekly=4 monthly=6), one with two data volumes
+    instances = [fleet.launch(data_volumes=2), fleet.launch()]
+    first = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
+    made: dict[str, dict[date, str]] = {iid: {} for iid in instances}
+    protected: set[str] = set()
+    foreign = fleet.foreign_image(instances[1])
+    # When 200 days pass, each with a backup at 03:00 and a retention run at 04:00
+    for offset in range(DAYS):
+        slot = first + timedelta(days=offset)
+        for iid in instances:
+            made[iid][slot.date()] = fleet.back_up(iid, slot)
+        if offset == 10:  # a legal hold on an early backup, and a launch template on another
+            protected.add(made[instances[0]][slot.date()])
+            fleet.tag(made[instances[0]][slot.date()], **{"Backup:Hold": "true"})
+        if offset == 20:
+            protected.add(made[instances[1]][slot.date()])
+            fleet.launch_template("golden", made[instances[1]][slot.date()])
+        result = run(slot + timedelta(hours=1))
+        assert result.error_count == 0
+    # Then each instance keeps exactly the backups of the expected days, plus the protected ones
+    images = set(fleet.images())
+    for iid in instances:
+        expected = {made[iid][kept] for kept in expected_days(list(made[iid]))}
+        assert fleet.image_ids_of(iid) == expected | (protected & set(made[iid].values()))
+    assert len(expected_days(list(made[instances[0]]))) == 7 + 2 + 5  # weeks and months overlap days
+    # And the foreign AMI survived, and not one snapshot of this stack is left without its AMI
+    assert foreign in images
+    assert fleet.unreferenced_managed_snapshots() == set()
+
+
+# --- the handler ------------------------------------------------------------------------------------------
+@dataclass
+class StepClock:
+    """A clock that moves one second each time it is read: every budget check costs a second."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.fixture
+def continuation(stack: MotoStack) -> Iterator[list[dict[str, Any]]]:
+    """Asynchronous self-invocations the handler makes, answered 202 Accepted like Lambda would."""
+    received: list[dict[str, Any]] = []
+
+    def accept(params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        assert params["headers"]["X-Amz-Invocation-Type"] == "Event"
+        received.append(json.loads(params["body"]))
+        return 202, {"StatusCode": 202}
+
+    answer_instead(clients.lambda_(stack.region), "Invoke", accept)
+    yield received
+
+
+def test_handler_short_of_time_hands_the_same_tick_to_a_new_invocation_which_finishes(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, continuation: list[dict[str, Any]]
+) -> None:
+    # Given six expired backups and a budget that allows three deletions before the safety margin
+    instances = [fleet.launch(RETAIN_THREE) for _ in range(3)]
+    backups = {iid: [fleet.back_up(iid, day(n)) for n in range(5)] for iid in instances}
+    tick = {"scheduled_time": "2026-11-29T04:00:00Z", "execution_id": "tick-1", "dry_run": False}
+    short = retention_fn.context(budget_ms=60_000 + 4_500, clock=StepClock())
+    # When the handler runs
+    first = retention_fn.invoke(tick, short)
+    # Then it deleted three, stopped, and queued one asynchronous invocation with the same tick
+    assert first["continued"] is True
+    assert first["regions"][0]["deleted"] == 3 and first["regions"][0]["deferred"] == 3
+    assert continuation == [
+        {"scheduled_time": "2026-11-29T04:00:00+00:00", "execution_id": "tick-1", "dry_run": False}
+    ]
+    [summary] = summaries(stack)
+    assert "continues in a new invocation" in summary.text
+    assert summary.document["complete"] is False
+    # When that invocation runs with a full budget
+    second = retention_fn.invoke(continuation[0])
+    # Then it finishes the job without redoing anything
+    assert second["continued"] is False
+    assert second["regions"][0]["deleted"] == 3
+    for iid in instances:
+        assert fleet.image_ids_of(iid) == set(backups[iid][:3])
+    assert len(continuation) == 1
+
+
+def test_handler_out_of_time_before_any_progress_does_not_hand_over_forever(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, continuation: list[dict[str, Any]]
+) -> None:
+    web = fleet.launch(RETAIN_THREE)
+    [fleet.back_up(web, day(n)) for n in range(5)]
+    result = retention_fn.invoke({}, retention_fn.context(budget_ms=30_000))
+    assert result["continued"] is False
+    assert continuation == []
+    [summary] = summaries(stack)
+    assert summary.severity == "warning"
+    assert "ran out of time before deleting anything" in summary.text
+
+
+def test_handler_emits_the_retention_metrics(
+    fleet: Fleet, retention_fn: ResolvedFunction, capsys: pytest.CaptureFixture[str]
+) -> None:
+    web = fleet.launch(RETAIN_THREE, data_volumes=1)
+    [fleet.back_up(web, day(n)) for n in range(4)]
+    retention_fn.invoke({"scheduled_time": "2026-11-29T04:00:00Z"})
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = emf
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Amikeeper"
+    values = {
+        name: metrics[name] for name in ("AmisExamined", "AmisDeleted", "SnapshotsDeleted", "KeptInUse")
+    }
+    assert values == {
+        "AmisExamined": [4.0],
+        "AmisDeleted": [1.0],
+        "SnapshotsDeleted": [2.0],
+        "KeptInUse": [0.0],
+    }
+    assert metrics["RetentionErrors"] == [0.0] and metrics["OrphanSnapshotsDeleted"] == [0.0]
