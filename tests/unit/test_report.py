@@ -255,7 +255,7 @@ def test_a_fleet_too_big_for_one_sns_message_is_cut_to_fit_problems_first() -> N
     assert [i["status"] for i in document["instances"][:40]] == ["violation"] * 40
     assert f"{3000 - document['instances_listed']} more not listed" in daily.text()
     assert violation.document()["violations_listed"] == 40
-    machine = json.loads(json.loads(daily.sns_message())["sqs"])
+    machine = json.loads(json.loads(daily.sns_message())["default"])
     assert machine["instances_listed"] == document["instances_listed"]
 
 

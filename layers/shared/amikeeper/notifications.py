@@ -24,7 +24,6 @@ Event = Literal[
 Severity = Literal["info", "warning", "error"]
 
 SUBJECT_LIMIT = 99
-MACHINE_PROTOCOLS = ("sqs", "lambda", "http", "https", "application", "firehose")
 
 
 @dataclass(frozen=True)
@@ -60,11 +59,13 @@ class Notification:
         }
 
     def sns_message(self) -> str:
+        """E-mail gets the text; every other protocol (SQS, Lambda, HTTP(S), email-json) the JSON document.
+
+        SNS falls back to ``default`` for a protocol without its own key, so the document is carried once:
+        a large report then still fits SNS's 256 KiB limit.
+        """
         machine = json.dumps(self.document(), default=str, sort_keys=True)
-        human = self.text()
-        structure = {"default": human, "email": human, "email-json": machine}
-        structure.update(dict.fromkeys(MACHINE_PROTOCOLS, machine))
-        return json.dumps(structure)
+        return json.dumps({"default": machine, "email": self.text()})
 
 
 def render_table(rows: Sequence[Sequence[str]]) -> list[str]:
