@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,15 @@ def fresh_clients() -> Iterator[None]:
     clients.reset()
     yield
     clients.reset()
+
+
+@pytest.fixture(autouse=True)
+def log_to_this_tests_stdout() -> None:
+    """Powertools sets the 'amikeeper' logger up once per process, on the sys.stdout of that moment;
+    pytest swaps sys.stdout per test, so the handler must follow or it writes to a closed capture."""
+    for handler in logging.getLogger("amikeeper").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout  # not setStream: it would flush the closed one
 
 
 @pytest.fixture(scope="session")

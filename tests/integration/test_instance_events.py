@@ -24,7 +24,6 @@ from tests.fixtures.stack import STACK_NAME, MotoStack, managed_images, run_inst
 from tests.sam_local import ResolvedFunction, load_event
 
 # Powertools warns when an invocation records no metric, which is what an ignored event rightly does.
-pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 ROOT = Path(__file__).resolve().parents[2]
 STOPPED_AT = "2026-11-29T18:42:07Z"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,15 +64,6 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
                 value = blob[metric["Name"]]
                 found[metric["Name"]] = sum(value) if isinstance(value, list) else value
     return found
-
-
-@pytest.fixture(autouse=True)
-def log_to_this_tests_stdout() -> None:
-    """Powertools sets the 'amikeeper' logger up once per process, on the sys.stdout of that moment;
-    pytest swaps sys.stdout per test, so the handler must follow or it writes to a closed capture."""
-    for handler in logging.getLogger("amikeeper").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.stream = sys.stdout  # not setStream: it would flush the closed one
 
 
 @pytest.fixture
