@@ -312,6 +312,30 @@ def test_ami_of_a_launch_templates_default_or_latest_version_is_kept_but_not_of_
     }
 
 
+def test_templates_are_read_one_by_one_where_ec2_refuses_all_at_once(fleet: Fleet, run: Runner) -> None:
+    # Given an account without DescribeImageReferences whose EC2 refuses $Default/$Latest of all templates
+    fleet.fidelity.disable_image_references()
+
+    def all_at_once(params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if "LaunchTemplateId" in params["body"]:
+            return None
+        return 400, {"Error": {"Code": "MissingParameter", "Message": "LaunchTemplateId is required"}}
+
+    answer_instead(clients.ec2(fleet.region), "DescribeLaunchTemplateVersions", all_at_once)
+    web = fleet.launch({"Backup:Retain": "last=1"})
+    backups = [fleet.back_up(web, day(n)) for n in range(3)]
+    template = fleet.launch_template("web-template", backups[2])
+    # When retention runs
+    result = run()
+    # Then the template is still found, through DescribeLaunchTemplates and one call per template
+    region = result.regions[0]
+    assert (region.reference_check, region.error, region.deleted) == ("scan", None, [backups[1]])
+    assert region.plan is not None
+    assert [v.used_by for v in region.plan.with_outcome("kept-in-use")] == [
+        (f"launch template web-template ({template}) $Default v1",)
+    ]
+
+
 def test_ami_named_by_a_launch_configuration_is_kept(fleet: Fleet, run: Runner, reference_check: str) -> None:
     web = fleet.launch({"Backup:Retain": "last=1"})
     backups = [fleet.back_up(web, day(n)) for n in range(3)]
@@ -654,6 +678,25 @@ def test_handler_short_of_time_hands_the_same_tick_to_a_new_invocation_which_fin
     for iid in instances:
         assert fleet.image_ids_of(iid) == set(backups[iid][:3])
     assert len(continuation) == 1
+
+
+def test_handler_whose_hand_over_is_refused_says_the_run_is_incomplete(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack
+) -> None:
+    answer_instead(
+        clients.lambda_(stack.region),
+        "Invoke",
+        lambda params: (429, {"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}),
+    )
+    web = fleet.launch(RETAIN_THREE)
+    [fleet.back_up(web, day(n)) for n in range(6)]
+    result = retention_fn.invoke({}, retention_fn.context(budget_ms=60_000 + 2_500, clock=StepClock()))
+    assert result["continued"] is False
+    assert result["regions"][0]["deleted"] == 1
+    [summary] = summaries(stack)
+    assert summary.severity == "warning"
+    assert "Incomplete: could not hand over to a new invocation" in summary.text
+    assert "TooManyRequestsException" in summary.text
 
 
 def test_handler_out_of_time_before_any_progress_does_not_hand_over_forever(
