@@ -256,17 +256,24 @@ def test_gone_instance_already_recorded_is_not_tagged_again_and_keeps_its_grace(
     assert "newest backup" in by_id(result)[backups[0].image_id].reasons
 
 
-def test_after_the_grace_only_the_rules_keep_a_gone_instances_backups() -> None:
+def test_after_the_grace_a_gone_instances_backups_age_out_under_its_rules() -> None:
+    # Given an instance gone 31 days ago (grace 30) whose last daily backups were taken before that
     since = NOW - timedelta(days=31)
     backups = [
-        image(WEB, day(n), **({GONE_SINCE: f"{since:%Y-%m-%dT%H:%M:%SZ}"} if n == 0 else {}))
+        image(WEB, day(31 + n), **({GONE_SINCE: f"{since:%Y-%m-%dT%H:%M:%SZ}"} if n == 0 else {}))
         for n in range(5)
     ]
+    # When retention runs with last=3: no backup will ever come again, so last=N keeps nothing
     result = plan(facts(backups))
     assert not result.instances[0].newest_protected
-    assert "newest backup" not in by_id(result)[backups[0].image_id].reasons
-    assert [v.outcome for v in result.verdicts] == ["kept", "kept", "kept", "expired", "expired"]
+    assert [v.outcome for v in result.verdicts] == ["expired"] * 5
     assert "grace over" in result.notes[0]
+    # And with daily=35 the rules count back from now: days 31..34 are within 35 days, day 35 is not
+    aged = plan(facts(backups), catalog(retention="daily=35"))
+    assert [v.outcome for v in aged.verdicts] == ["kept", "kept", "kept", "kept", "expired"]
+    # And a held one still survives
+    held = [*backups[:4], image(WEB, day(35), **{"Backup__Hold": "true"})]
+    assert plan(facts(held)).verdicts[-1].outcome == "held"
 
 
 def test_mangled_gone_since_tag_does_not_end_the_grace_early() -> None:

@@ -723,3 +723,56 @@ def test_a_normalised_expression_parses_back_to_the_same_rules(
     rules, items = rules_and_items
     text = separator.join(items)
     assert parse_retention(text.upper() if upper else text) == rules
+
+
+# --- ageing out: as_of, for an instance that will never be backed up again ---------------------------
+
+
+def test_as_of_counts_the_rules_back_from_that_moment() -> None:
+    # Given ten daily backups, the newest 40 days before as_of
+    newest = at("2026-10-20T03:00")
+    backups = [Backup(f"ami-{n:02d}", newest - timedelta(days=n), "available") for n in range(10)]
+    # When the rules are counted back from as_of
+    as_of = newest + timedelta(days=40)
+
+    def kept(text: str) -> list[str]:
+        decisions = select(backups, parse_retention(text), UTC_ZONE, as_of=as_of, protect_newest=False)
+        return [d.image_id for d in decisions if d.keep]
+
+    # Then the 40 empty days use up 40 of daily=45, so 5 days are left for the backups
+    assert kept("daily=45") == ["ami-00", "ami-01", "ami-02", "ami-03", "ami-04"]
+    assert kept("daily=7") == []
+    assert kept("within=42d") == ["ami-00", "ami-01"]
+    assert kept("last=5") == []
+    assert kept("monthly=2") == ["ami-00"]  # October is the month before as_of's November
+
+
+@PROPERTY_SETTINGS
+@given(backup_sets(), rule_sets, st.sampled_from(ZONES), st.integers(0, 2000))
+def test_ageing_out_keeps_nothing_more_as_time_passes_and_nothing_protected_is_lost(
+    backups: list[Backup], rules: RetentionRules, tz: ZoneInfo, hours_later: int
+) -> None:
+    if not backups:
+        return
+    start = max(b.created for b in backups)
+    earlier = select(backups, rules, tz, protect_newest=False, as_of=start)
+    later = select(backups, rules, tz, protect_newest=False, as_of=start + timedelta(hours=hours_later))
+    for backup, before, after in zip(backups, earlier, later, strict=True):
+        if after.keep and not (backup.held or backup.in_use or backup.state == "pending"):
+            assert before.keep
+        if backup.held or backup.in_use or backup.state == "pending":
+            assert after.keep
+
+
+@PROPERTY_SETTINGS
+@given(backup_sets(), rule_sets, st.sampled_from(ZONES))
+def test_long_after_every_window_only_protected_backups_remain(
+    backups: list[Backup], rules: RetentionRules, tz: ZoneInfo
+) -> None:
+    if not backups:
+        return
+    far = max(b.created for b in backups) + timedelta(days=366 * 10)
+    for backup, decision in zip(
+        backups, select(backups, rules, tz, protect_newest=False, as_of=far), strict=True
+    ):
+        assert decision.keep == (backup.held or backup.in_use or backup.state == "pending")

@@ -256,7 +256,7 @@ def _plan_group(
         gone = (
             f"gone since {format_slot(gone_since)}; newest backup kept until {format_slot(until)}"
             if protect_newest
-            else f"gone since {format_slot(gone_since)}; grace over, only the retention rules keep its backups"
+            else f"gone since {format_slot(gone_since)}; grace over, its backups age out under the retention rules"
         )
         note = f"{gone}; {note}" if note else gone
     instance = InstanceRetention(
@@ -272,7 +272,10 @@ def _plan_group(
         return _GroupPlan(
             [_skipped(image, choice.note or "skipped", facts) for image in images], instance, tag
         )
-    return _GroupPlan(_judge(images, choice.policy, catalog, config, facts, protect_newest), instance, tag)
+    # Past the grace, no backup will ever come again: the rules count back from now, so they age out.
+    ages_out_from = now if gone_since is not None and not protect_newest else None
+    verdicts = _judge(images, choice.policy, catalog, config, facts, protect_newest, ages_out_from)
+    return _GroupPlan(verdicts, instance, tag)
 
 
 def _choose_policy(
@@ -332,6 +335,7 @@ def _judge(
     config: RetentionConfig,
     facts: RegionFacts,
     protect_newest: bool,
+    ages_out_from: datetime | None = None,
 ) -> list[Verdict]:
     selectable = [image for image in images if image.state in _SELECTABLE]
     backups = [
@@ -347,7 +351,9 @@ def _judge(
     ]
     decisions = {
         decision.image_id: decision
-        for decision in select(backups, policy.retention, catalog.time_zone, protect_newest=protect_newest)
+        for decision in select(
+            backups, policy.retention, catalog.time_zone, protect_newest=protect_newest, as_of=ages_out_from
+        )
     }
     verdicts = []
     for image in images:

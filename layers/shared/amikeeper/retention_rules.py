@@ -307,6 +307,8 @@ class _Period:
     name: str
     bucket: Callable[[datetime], object]
     label: Callable[[datetime], str]
+    # Consecutive whole numbers for consecutive periods: how many periods lie between two moments.
+    index: Callable[[datetime], int]
 
 
 def _hour_bucket(local: datetime) -> object:
@@ -318,24 +320,58 @@ def _hour_label(local: datetime) -> str:
     return local.replace(minute=0, second=0, microsecond=0).isoformat(timespec="minutes")
 
 
+def _hour_index(local: datetime) -> int:
+    # Real hours, cut where the local clock's hours start (zones with :30 and :45 offsets included).
+    offset = local.utcoffset() or timedelta(0)
+    return (int(local.timestamp()) + int(offset.total_seconds()) % 3600) // 3600
+
+
+def _week_index(local: datetime) -> int:
+    return (local.date().toordinal() - local.weekday()) // 7
+
+
 def _week_label(local: datetime) -> str:
     iso = local.isocalendar()
     return f"{iso.year}-W{iso.week:02d}"
 
 
 _PERIODS: Final = (
-    _Period("hourly", _hour_bucket, _hour_label),
-    _Period("daily", lambda local: local.date(), lambda local: local.date().isoformat()),
-    _Period("weekly", lambda local: local.isocalendar()[:2], _week_label),
-    _Period("monthly", lambda local: (local.year, local.month), lambda local: f"{local:%Y-%m}"),
-    _Period("yearly", lambda local: local.year, lambda local: f"{local.year:04d}"),
+    _Period("hourly", _hour_bucket, _hour_label, _hour_index),
+    _Period(
+        "daily",
+        lambda local: local.date(),
+        lambda local: local.date().isoformat(),
+        lambda local: local.date().toordinal(),
+    ),
+    _Period("weekly", lambda local: local.isocalendar()[:2], _week_label, _week_index),
+    _Period(
+        "monthly",
+        lambda local: (local.year, local.month),
+        lambda local: f"{local:%Y-%m}",
+        lambda local: local.year * 12 + local.month,
+    ),
+    _Period("yearly", lambda local: local.year, lambda local: f"{local.year:04d}", lambda local: local.year),
 )
 
 
 def select(
-    backups: Iterable[Backup], rules: RetentionRules, tz: tzinfo, *, protect_newest: bool = True
+    backups: Iterable[Backup],
+    rules: RetentionRules,
+    tz: tzinfo,
+    *,
+    protect_newest: bool = True,
+    as_of: datetime | None = None,
 ) -> list[Decision]:
-    """Decide keep or delete for every backup of one instance, in the order given."""
+    """Decide keep or delete for every backup of one instance, in the order given.
+
+    ``as_of`` is for an instance that will never be backed up again (terminated, grace over): the rules
+    are then counted back from that moment instead of from the newest backup, as if its schedule had
+    kept running and finding nothing. ``daily=7`` keeps only backups of the 7 days up to ``as_of``,
+    ``within`` counts back from ``as_of``, and ``last=N`` keeps nothing. So such backups age out and,
+    unless held or in use, are eventually all deleted.
+    """
+    if as_of is not None and as_of.tzinfo is None:
+        raise InvalidBackupError("as_of must be timezone-aware")
     given = list(backups)
     _reject_duplicate_ids(given)
     newest_first = sorted(
@@ -343,7 +379,7 @@ def select(
         key=lambda backup: (backup.created.astimezone(UTC), backup.image_id),
         reverse=True,
     )
-    rule_reasons = _rule_reasons(newest_first, rules, tz)
+    rule_reasons = _rule_reasons(newest_first, rules, tz, as_of)
     newest_id = newest_first[0].image_id if newest_first and protect_newest else None
     return [_decide(backup, rule_reasons.get(backup.image_id, []), newest_id) for backup in given]
 
@@ -356,18 +392,27 @@ def _reject_duplicate_ids(backups: list[Backup]) -> None:
         seen.add(backup.image_id)
 
 
-def _rule_reasons(newest_first: list[Backup], rules: RetentionRules, tz: tzinfo) -> dict[str, list[str]]:
+def _rule_reasons(
+    newest_first: list[Backup], rules: RetentionRules, tz: tzinfo, as_of: datetime | None
+) -> dict[str, list[str]]:
     reasons: dict[str, list[str]] = {backup.image_id: [] for backup in newest_first}
     if not newest_first:
         return reasons
     local = {backup.image_id: backup.created.astimezone(tz) for backup in newest_first}
-    if rules.last is not None:
+    newest_local = local[newest_first[0].image_id]
+    anchor_local = as_of.astimezone(tz) if as_of is not None else None
+    if rules.last is not None and as_of is None:
         for rank, backup in enumerate(newest_first[: rules.last], start=1):
             reasons[backup.image_id].append(f"last #{rank}")
     for period in _PERIODS:
         count = getattr(rules, period.name)
         if count is None:
             continue
+        if anchor_local is not None:
+            # The periods since the newest backup, up to as_of, used up their share of the count.
+            count -= max(0, period.index(anchor_local) - period.index(newest_local))
+            if count <= 0:
+                continue
         # Periods are contiguous stretches of time, so walking newest first meets each one as a single
         # run, and its first backup is its newest.
         seen: set[object] = set()
@@ -380,7 +425,7 @@ def _rule_reasons(newest_first: list[Backup], rules: RetentionRules, tz: tzinfo)
             seen.add(bucket)
             reasons[backup.image_id].append(f"{period.name} {period.label(local[backup.image_id])}")
     if rules.within is not None:
-        cutoff = rules.within.back_from(newest_first[0].created, tz)
+        cutoff = rules.within.back_from(as_of or newest_first[0].created, tz)
         for backup in newest_first:
             if cutoff is None or backup.created > cutoff:
                 reasons[backup.image_id].append(f"within {rules.within}")
