@@ -4,17 +4,19 @@ template's functions resolved as `sam local invoke` would. Nothing here needs an
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.ec2.models import ec2_backends
 
 from amikeeper import clients
 from tests.fixtures.ec2_fidelity import Ec2Fidelity, real_ec2_semantics
@@ -119,3 +121,30 @@ def show_notifications(notes: Sequence[ReceivedNotification], *, full: bool = Fa
         if full:
             for line in str(note.document.get("text", "")).splitlines():
                 print(f"      {line}")
+
+
+# --- shared by the later chapters: the simulated clock, where moto reads the wall clock ------------------
+@contextmanager
+def handler_output_discarded() -> Iterator[None]:
+    """What handlers print goes to CloudWatch Logs in AWS; the reader of the demo gets tables instead.
+
+    With POWERTOOLS_METRICS_DISABLED, Powertools keeps adding metrics up across invocations and still
+    prints the whole set once one metric holds 100 values, which a simulation of weeks reaches.
+    """
+    with redirect_stdout(io.StringIO()):
+        yield
+
+
+def settle_creation_dates(world: World, after_slot: timedelta = timedelta(minutes=4)) -> None:
+    """moto stamps CreationDate with the wall clock: give each of the stack's AMIs its simulated one."""
+    for image in world.images():
+        slot = tags_of(image).get("amikeeper:slot")
+        if slot:
+            created = datetime.fromisoformat(slot.replace("Z", "+00:00")) + after_slot
+            world.ec2fid.set_creation_date(world.region, image["ImageId"], created)
+
+
+def set_launch_time(world: World, instance_id: str, when: datetime) -> None:
+    """moto stamps LaunchTime with the wall clock; the daily report reads it (a new instance is no violation)."""
+    instance = ec2_backends[world.ec2fid.account_id][world.region].get_instance(instance_id)
+    instance.launch_time = when.astimezone(UTC).replace(tzinfo=None)
