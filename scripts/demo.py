@@ -10,6 +10,8 @@ import logging
 from datetime import UTC, datetime
 
 from scripts.demo_backup import POLICIES, scheduled_backups
+from scripts.demo_events import events_and_report
+from scripts.demo_retention import retention_history
 from scripts.demo_world import demo_world
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
@@ -18,7 +20,9 @@ NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 def main() -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     with demo_world(POLICIES) as world:
-        scheduled_backups(world, NOW)
+        fleet = scheduled_backups(world, NOW)
+        next_day = retention_history(world, fleet, NOW)
+        events_and_report(world, fleet, next_day)
     print("\nDone: everything above ran in-process against moto; no AWS account was used.")
 
 
