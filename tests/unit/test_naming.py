@@ -273,3 +273,30 @@ def test_format_and_parse_slot_round_trip(slot: datetime) -> None:
     text = format_slot(slot)
     assert parse_slot(text) == slot
     assert format_slot(parse_slot(text)) == text
+
+
+# --- retries after a failed AMI ---------------------------------------------------------------
+
+
+def test_retry_after_a_failed_ami_gets_its_own_deterministic_name() -> None:
+    first = ami_name("amikeeper", "i-0abc", "schedule", SLOT)
+    retry = ami_name("amikeeper", "i-0abc", "schedule", SLOT, attempt=1)
+    assert retry == "amikeeper-i-0abc-schedule-20261129T0300Z-r1"
+    assert retry != first
+    assert ami_name("amikeeper", "i-0abc", "schedule", SLOT, attempt=0) == first
+
+
+@pytest.mark.parametrize("attempt", [-1, 100])
+def test_attempt_outside_the_range_is_rejected(attempt: int) -> None:
+    with pytest.raises(ValueError, match=f"attempt {attempt} is outside 0..99"):
+        ami_name("amikeeper", "i-0abc", "schedule", SLOT, attempt=attempt)
+
+
+@given(stack=STACKS, instance_id=INSTANCE_IDS, trigger=TRIGGERS, slot=SLOTS, attempt=st.integers(0, 99))
+def test_retry_names_are_valid_and_never_equal_a_first_attempt(
+    stack: str, instance_id: str, trigger: Trigger, slot: datetime, attempt: int
+) -> None:
+    name = ami_name(stack, instance_id, trigger, slot, attempt)
+    assert EC2_AMI_NAME.fullmatch(name), name
+    if attempt:
+        assert name != ami_name(stack, instance_id, trigger, slot)

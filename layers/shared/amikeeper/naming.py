@@ -3,7 +3,9 @@
 An AMI name is ``{stack}-{instance}-{trigger}-{slot}``, e.g. ``amikeeper-i-0abc-schedule-20261129T0300Z``
 (the slot drops its seconds when they are zero). It depends on nothing but its four inputs, so a
 repeated event maps to the same name, and EC2's unique-name rule turns a second CreateImage into a
-harmless duplicate.
+harmless duplicate. A retry after a *failed* AMI of the same slot (which still holds its name until
+retention removes it) adds ``-r{attempt}``: the planner counts the slot's failed AMIs, so the retry's
+name is as deterministic as the first one's.
 
 Distinct inputs give distinct names: trigger and slot contain no ``-`` and are read from the right;
 the instance part is always ``i-`` followed by a token without ``-``; a stack or instance id that
@@ -27,11 +29,14 @@ TRIGGERS: tuple[str, ...] = get_args(Trigger)
 AMI_NAME_MAX = 128
 DESCRIPTION_MAX = 255
 HASH_LENGTH = 10
+MAX_ATTEMPT = 99
 _INSTANCE_TOKEN_PREFIX = 7
 # An instance token is at most 17 hex digits, or "z" + prefix + "_" + hash.
 _INSTANCE_TOKEN_MAX = max(17, 1 + _INSTANCE_TOKEN_PREFIX + 1 + HASH_LENGTH)
-# Longest tail after the stack: "-i-" + instance token + "-" + "schedule" + "-" + "YYYYMMDDTHHMMSSZ".
-_STACK_BUDGET = AMI_NAME_MAX - (3 + _INSTANCE_TOKEN_MAX + 1 + len("schedule") + 1 + 16)
+# Longest tail after the stack: "-i-" + instance token + "-" + "schedule" + "-" + "YYYYMMDDTHHMMSSZ" + "-r99".
+_STACK_BUDGET = AMI_NAME_MAX - (
+    3 + _INSTANCE_TOKEN_MAX + 1 + len("schedule") + 1 + 16 + len(f"-r{MAX_ATTEMPT}")
+)
 _DESCRIPTION_ID_MAX = 64
 
 _PLAIN_STACK = re.compile(rf"[A-Za-z0-9-]{{1,{_STACK_BUDGET}}}")
@@ -54,10 +59,13 @@ class InvalidTriggerError(ValueError):
         return type(self), (self.trigger,)
 
 
-def ami_name(stack: str, instance_id: str, trigger: Trigger, slot: datetime) -> str:
-    """The deterministic, EC2-valid AMI name of one backup."""
+def ami_name(stack: str, instance_id: str, trigger: Trigger, slot: datetime, attempt: int = 0) -> str:
+    """The deterministic, EC2-valid AMI name of one backup (``attempt`` > 0: a retry after failed AMIs)."""
     _require_trigger(trigger)
-    return f"{_stack_part(stack)}-i-{_instance_token(instance_id)}-{trigger}-{_compact_slot(slot)}"
+    if not 0 <= attempt <= MAX_ATTEMPT:
+        raise ValueError(f"attempt {attempt} is outside 0..{MAX_ATTEMPT}")
+    name = f"{_stack_part(stack)}-i-{_instance_token(instance_id)}-{trigger}-{_compact_slot(slot)}"
+    return f"{name}-r{attempt}" if attempt else name
 
 
 def ami_description(instance_name: str | None, instance_id: str, trigger: Trigger, slot: datetime) -> str:
