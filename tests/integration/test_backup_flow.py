@@ -167,3 +167,44 @@ def test_failure_is_retried_by_sqs_and_notified_once_on_the_last_attempt(
     assert [(n.event, n.severity) for n in notes] == [("backup.failed", "error")]
     assert "UnauthorizedOperation" in notes[0].document["reason"]
     assert notes[0].document["attempts"] == 5
+
+
+def test_a_failed_ami_is_retried_in_the_same_slot_under_its_next_name(
+    functions: dict[str, ResolvedFunction], stack: MotoStack, fleet: dict[str, str], aws: Ec2Fidelity
+) -> None:
+    # Given web's 03:00 AMI failed (EC2 keeps its name until retention removes it)
+    run_cycle(functions, stack)
+    [web_image] = [
+        i for i in managed_images(stack.region) if tags_of(i)["amikeeper:instance-id"] == fleet["web"]
+    ]
+    aws.set_image_state(stack.region, web_image["ImageId"], "failed", reason="Snapshot creation failed")
+    # When the planner runs again within the slot and the worker drains the queue
+    again = run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-29T10:15:00Z"})
+    # Then web is backed up again under the retry name, and only web was due
+    assert again["regions"][0]["enqueued"] == 1
+    web = {
+        i["Name"]: i["State"]
+        for i in managed_images(stack.region)
+        if tags_of(i)["amikeeper:instance-id"] == fleet["web"]
+    }
+    base = web_image["Name"]
+    assert web == {base: "failed", f"{base}-r1": "available"}
+    # And a third run in the slot finds it covered
+    third = run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-29T10:30:00Z"})
+    assert third["regions"][0]["enqueued"] == 0
+
+
+def test_an_invalid_tag_is_reported_once_a_day_not_on_every_tick(
+    functions: dict[str, ResolvedFunction], stack: MotoStack, fleet: dict[str, str]
+) -> None:
+    # Given the broken instance was reported by the first tick
+    run_cycle(functions, stack)
+    assert [n.event for n in stack.notifications()] == ["policy.invalid", "backup.summary"]
+    # When the planner ticks again 15 minutes later / Then only the summary (which still counts it) goes out
+    run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-29T10:15:00Z"})
+    [summary] = stack.notifications()
+    assert summary.event == "backup.summary"
+    assert summary.document["regions"][0]["invalid"] == 1
+    # And a day later, still broken, it is reported again
+    run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-30T10:15:00Z"})
+    assert [n.event for n in stack.notifications()] == ["policy.invalid", "backup.summary"]

@@ -11,6 +11,7 @@ from amikeeper.planner import (
     InvalidInstance,
     RegionPlan,
     Stack,
+    index_backups,
     latest_backups,
     plan_region,
     planner_notifications,
@@ -36,7 +37,11 @@ def backup(instance_id: str, slot: datetime, state: str = "available") -> Image:
         name="n",
         state=state,
         created=slot,
-        tags={"amikeeper:instance-id": instance_id, "amikeeper:slot": slot.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        tags={
+            "amikeeper:instance-id": instance_id,
+            "amikeeper:trigger": "schedule",
+            "amikeeper:slot": slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
     )
 
 
@@ -153,3 +158,15 @@ def test_schedule_with_no_slot_yet_is_reported_and_skipped() -> None:
     assert [item.instance_id for item in plan.due] == ["i-00000000000000002"]
     [invalid] = plan.invalid
     assert (invalid.instance_id, invalid.tag) == ("i-00000000000000001", "Backup:Schedule")
+
+
+def test_retry_after_a_failed_ami_in_the_current_slot_gets_the_next_name() -> None:
+    # Given the 03:00 backup failed (its AMI still holds the slot's first name)
+    slot = NOW.replace(hour=3, minute=0)
+    index = index_backups([backup("i-00000000000000001", slot, "failed")])
+    # When the planner runs again in that slot
+    fleet = [instance("i-00000000000000001", Backup="true")]
+    plan = plan_region("eu-west-1", fleet, index.latest, catalog(), STACK, NOW, index.failed)
+    # Then the instance is still due, under a name EC2 has not seen
+    [item] = plan.due
+    assert item.image_name == "amikeeper-i-00000000000000001-schedule-20261129T0300Z-r1"

@@ -21,7 +21,8 @@ before it runs out, so that many regions, or one very large region, finish in on
   this continuation; the next tick, at most ``PlannerRate`` minutes later, queues it.)
 - The finished regions' counts travel with the continuation, so a run still ends with one
   ``backup.summary``, sent by the invocation that finishes. ``policy.invalid`` notices go out from the
-  invocation that planned the region, once; a malformed policy document is reported by the first.
+  invocation that planned the region, at most once a day for the same tag and value (the notice
+  ledger); a malformed policy document is reported by the first.
 - An invocation that made no progress does not hand off (it would loop): the summary names the regions
   left undone, and the next tick plans them again. So does a hand-off that Lambda refuses.
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,15 +42,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amikeeper.events import ScheduledTick
 from amikeeper.gateways.ec2 import Ec2Gateway, Image, Instance
+from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import BATCH, EnqueueError, WorkQueue
-from amikeeper.naming import Trigger, ami_description, ami_name, format_slot
+from amikeeper.naming import MAX_ATTEMPT, Trigger, ami_description, ami_name, format_slot
 from amikeeper.notifications import Notification
 from amikeeper.policies import InvalidTag, Policy, PolicyCatalog, resolve_policy
 from amikeeper.schedules import ScheduleError
 from amikeeper.tagkeys import TagKeys
 from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, WorkItem
 
+# The same invalid tag is reported once a day, not on every planner tick (a mail storm otherwise);
+# every run's backup.summary still counts it, and a changed value is reported at once.
+INVALID_TAG_MEMORY = timedelta(days=1)
 # Reading a region of 10,000 instances and their AMIs takes tens of seconds against EC2.
 REGION_RESERVE_MS = 60_000
 # Enough to publish the notices and make the asynchronous Invoke that hands the rest on.
@@ -88,12 +93,19 @@ class Stack:
 
 
 def build_work_item(
-    instance: Instance, policy: Policy, *, region: str, stack: Stack, trigger: Trigger, slot: datetime
+    instance: Instance,
+    policy: Policy,
+    *,
+    region: str,
+    stack: Stack,
+    trigger: Trigger,
+    slot: datetime,
+    attempt: int = 0,
 ) -> WorkItem:
     return WorkItem(
         region=region,
         instance_id=instance.instance_id,
-        image_name=ami_name(stack.name, instance.instance_id, trigger, slot),
+        image_name=ami_name(stack.name, instance.instance_id, trigger, slot, attempt),
         description=ami_description(instance.name, instance.instance_id, trigger, slot),
         no_reboot=policy.no_reboot,
         trigger=trigger,
@@ -121,17 +133,36 @@ def backup_tags(
     }
 
 
-def latest_backups(images: Iterable[Image]) -> dict[str, datetime]:
-    """Newest backup time per instance; failed AMIs do not count, pending ones do (they are under way)."""
-    latest: dict[str, datetime] = {}
+@dataclass
+class BackupIndex:
+    """What the planner needs to know of a region's AMIs, in one pass over the listing."""
+
+    # Newest backup time per instance; failed AMIs do not count, pending ones do (they are under way).
+    latest: dict[str, datetime] = field(default_factory=dict)
+    # Failed scheduled AMIs per (instance, slot): each still holds its name until retention removes it,
+    # so the retry of that slot needs the next name (see amikeeper.naming).
+    failed: dict[tuple[str, datetime], int] = field(default_factory=dict)
+
+
+def index_backups(images: Iterable[Image]) -> BackupIndex:
+    index = BackupIndex()
     for image in images:
         instance_id = image.instance_id
-        if instance_id is None or image.state == "failed":
+        if instance_id is None:
+            continue
+        if image.state == "failed":
+            if image.trigger == "schedule" and image.slot is not None:
+                key = (instance_id, image.slot)
+                index.failed[key] = index.failed.get(key, 0) + 1
             continue
         when = image.backup_time
-        if instance_id not in latest or when > latest[instance_id]:
-            latest[instance_id] = when
-    return latest
+        if instance_id not in index.latest or when > index.latest[instance_id]:
+            index.latest[instance_id] = when
+    return index
+
+
+def latest_backups(images: Iterable[Image]) -> dict[str, datetime]:
+    return index_backups(images).latest
 
 
 def plan_region(
@@ -141,6 +172,7 @@ def plan_region(
     catalog: PolicyCatalog,
     stack: Stack,
     now: datetime,
+    failed: Mapping[tuple[str, datetime], int] | None = None,
 ) -> RegionPlan:
     """Pure: which instances are due in their current slot (SPEC §3), and which tags are invalid."""
     plan = RegionPlan(region=region)
@@ -177,8 +209,11 @@ def plan_region(
         if newest is not None and newest >= slot:
             plan.not_due += 1
             continue
+        attempt = min((failed or {}).get((instance.instance_id, slot), 0), MAX_ATTEMPT)
         plan.due.append(
-            build_work_item(instance, policy, region=region, stack=stack, trigger="schedule", slot=slot)
+            build_work_item(
+                instance, policy, region=region, stack=stack, trigger="schedule", slot=slot, attempt=attempt
+            )
         )
     return plan
 
@@ -188,6 +223,7 @@ class PlannerDeps:
     ec2: Callable[[str], Ec2Gateway]
     queue: WorkQueue
     notifier: Notifier
+    ledger: NoticeLedger
 
 
 # --- time budget and continuation -------------------------------------------------------------------
@@ -377,7 +413,11 @@ def _plan_regions(
         plan = _read_and_plan(region, now, catalog, stack, deps, resumed)
         slowest_read_ms = max(slowest_read_ms, started_ms - budget.remaining_ms())
         if resumed is None:
-            notes.extend(_invalid_tag_notification(invalid) for invalid in plan.invalid)
+            notes.extend(
+                _invalid_tag_notification(invalid)
+                for invalid in plan.invalid
+                if deps.ledger.first_time(_invalid_key(invalid), now, INVALID_TAG_MEMORY)
+            )
         moved_on = bool(run.plans)
         run.plans.append(plan)
         stopped_after = _enqueue(plan, deps.queue, budget, must_send_once=not moved_on)
@@ -399,8 +439,16 @@ def _read_and_plan(
     """The region's plan, due items in instance-id order; for a resumed region only what is left."""
     try:
         ec2 = deps.ec2(region)
-        latest = latest_backups(ec2.managed_images(stack.name))
-        plan = plan_region(region, ec2.opted_in_instances(stack.tag_keys.opt_in), latest, catalog, stack, now)
+        backups = index_backups(ec2.managed_images(stack.name))
+        plan = plan_region(
+            region,
+            ec2.opted_in_instances(stack.tag_keys.opt_in),
+            backups.latest,
+            catalog,
+            stack,
+            now,
+            backups.failed,
+        )
     except (ClientError, BotoCoreError) as error:
         return RegionPlan(region=region, error=f"{type(error).__name__}: {error}")
     due = sorted(plan.due, key=lambda item: item.instance_id)
@@ -517,6 +565,10 @@ def _document_notification(reason: str) -> Notification:
         "Instances that name a policy are skipped until it is fixed.",
         payload={"scope": "document", "reason": reason},
     )
+
+
+def _invalid_key(invalid: InvalidInstance) -> str:
+    return f"policy.invalid#{invalid.region}#{invalid.instance_id}#{invalid.tag}#{invalid.value}"
 
 
 def _invalid_tag_notification(invalid: InvalidInstance) -> Notification:

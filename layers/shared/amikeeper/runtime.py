@@ -62,4 +62,4 @@ class Runtime:
         )
 
     def planner_deps(self) -> PlannerDeps:
-        return PlannerDeps(ec2=self.ec2, queue=self.queue, notifier=self.notifier)
+        return PlannerDeps(ec2=self.ec2, queue=self.queue, notifier=self.notifier, ledger=self.ledger)
