@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
 
-from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.planner import Stack, build_work_item
-from amikeeper.policies import build_catalog
-from amikeeper.tagkeys import TagKeys
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.stack import STACK_NAME, MotoStack, run_instances
+from tests.fixtures.logs import handler_lines
+from tests.fixtures.stack import MotoStack, make_backup, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
 # Powertools warns when an invocation records no metric, which is what an ignored event rightly does.
@@ -37,29 +30,6 @@ def ami_event(stack: MotoStack, image_id: str, state: str, **envelope: Any) -> d
     return event | envelope
 
 
-def make_backup(region: str, instance_id: str, slot: str, *, stack_name: str = STACK_NAME) -> str:
-    """An AMI exactly as the worker makes it (name, tags on AMI and snapshots) for that slot."""
-    gateway = Ec2Gateway(boto3.client("ec2", region_name=region))
-    instance = gateway.instance(instance_id)
-    assert instance is not None
-    catalog = build_catalog("daily@03:00", "daily=7", ZoneInfo("UTC"), None)
-    item = build_work_item(
-        instance,
-        catalog.default,
-        region=region,
-        stack=Stack(stack_name, TagKeys("Backup")),
-        trigger="schedule",
-        slot=datetime.fromisoformat(slot),
-    )
-    image_id = gateway.create_image(item).image_id
-    assert image_id is not None
-    return image_id
-
-
-def handler_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "amikeeper" and r.levelno >= logging.INFO]
-
-
 def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, float]]:
     """The CloudWatch EMF documents the invocations printed, as {metric name: value} each."""
     documents = []
@@ -74,15 +44,6 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, float]
             {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
         )
     return documents
-
-
-@pytest.fixture(autouse=True)
-def log_to_this_tests_stdout() -> None:
-    """Powertools sets the 'amikeeper' logger up once per process, on the sys.stdout of that moment;
-    pytest swaps sys.stdout per test, so the handler must follow or it writes to a closed capture."""
-    for handler in logging.getLogger("amikeeper").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.stream = sys.stdout  # not setStream: it would flush the closed one
 
 
 @pytest.fixture

@@ -6,21 +6,14 @@ an SQS subscriber really receives (SNS envelope, message attributes, JSON body).
 
 from __future__ import annotations
 
-import logging
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
 
-from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.planner import Stack, build_work_item
-from amikeeper.policies import build_catalog
-from amikeeper.tagkeys import TagKeys
-from tests.fixtures.stack import STACK_NAME, MotoStack, managed_images, run_instances
+from tests.fixtures.logs import handler_lines
+from tests.fixtures.stack import STACK_NAME, MotoStack, make_backup, managed_images, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
 # Powertools warns when an invocation records no metric, which is what an ignored event rightly does.
@@ -41,41 +34,8 @@ def instance_event(stack: MotoStack, instance_id: str, state: str, **envelope: A
     return event | envelope
 
 
-def make_backup(region: str, instance_id: str, slot: str, *, trigger: str = "schedule") -> str:
-    """An AMI exactly as the worker makes it (name, tags on AMI and snapshots) for that slot."""
-    gateway = Ec2Gateway(boto3.client("ec2", region_name=region))
-    instance = gateway.instance(instance_id)
-    assert instance is not None
-    catalog = build_catalog("daily@03:00", "daily=7 weekly=4 monthly=6", ZoneInfo("UTC"), None)
-    item = build_work_item(
-        instance,
-        catalog.default,
-        region=region,
-        stack=Stack(STACK_NAME, TagKeys("Backup")),
-        trigger=trigger,  # type: ignore[arg-type]
-        slot=datetime.fromisoformat(slot),
-    )
-    image_id = gateway.create_image(item).image_id
-    assert image_id is not None
-    return image_id
-
-
-def handler_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """What the function logged at INFO and above (the EMF metrics blob is not a log line)."""
-    return [r.getMessage() for r in caplog.records if r.name == "amikeeper" and r.levelno >= logging.INFO]
-
-
 def terminate(region: str, instance_id: str) -> None:
     boto3.client("ec2", region_name=region).terminate_instances(InstanceIds=[instance_id])
-
-
-@pytest.fixture(autouse=True)
-def log_to_this_tests_stdout() -> None:
-    """Powertools sets the 'amikeeper' logger up once per process, on the sys.stdout of that moment;
-    pytest swaps sys.stdout per test, so the handler must follow or it writes to a closed capture."""
-    for handler in logging.getLogger("amikeeper").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.stream = sys.stdout  # not setStream: it would flush the closed one
 
 
 @pytest.fixture

@@ -6,20 +6,14 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.ec2.models import ec2_backends
 
 from amikeeper import clients
-from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.planner import Stack, build_work_item
-from amikeeper.policies import build_catalog
-from amikeeper.tagkeys import TagKeys
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.stack import ACCOUNT, STACK_NAME, MotoStack, create_stack, run_instances
+from tests.fixtures.stack import ACCOUNT, MotoStack, create_stack, make_backup, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,25 +21,6 @@ WEST, EAST = "eu-west-1", "us-east-1"
 TICK = load_event(ROOT / "events" / "report-tick.json")
 NOW = datetime.fromisoformat(TICK["scheduled_time"])  # 2026-11-29T07:00:00Z
 TODAY_0300 = NOW.replace(hour=3)
-
-
-def make_backup(region: str, instance_id: str, slot: datetime) -> str:
-    """An AMI exactly as the worker makes it (name, tags on AMI and snapshots) for that slot."""
-    gateway = Ec2Gateway(boto3.client("ec2", region_name=region))
-    instance = gateway.instance(instance_id)
-    assert instance is not None
-    catalog = build_catalog("daily@03:00", "daily=7", ZoneInfo("UTC"), None)
-    item = build_work_item(
-        instance,
-        catalog.default,
-        region=region,
-        stack=Stack(STACK_NAME, TagKeys("Backup")),
-        trigger="schedule",
-        slot=slot,
-    )
-    image_id = gateway.create_image(item).image_id
-    assert image_id is not None
-    return image_id
 
 
 def launched(region: str, tags: dict[str, str], when: datetime) -> str:
