@@ -13,7 +13,8 @@ from amikeeper import clients
 from amikeeper.config import load_settings
 from amikeeper.events import ScheduledTick
 from amikeeper.gateways.lambda_ import SelfInvoker
-from amikeeper.retention import RetentionConfig, retention_deps, run_retention
+from amikeeper.retention import retention_deps, run_retention
+from amikeeper.retention_plan import RetentionConfig
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))

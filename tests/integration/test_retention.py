@@ -21,14 +21,8 @@ from amikeeper.config import load_settings
 from amikeeper.gateways import ec2 as ec2_gateway
 from amikeeper.gateways import ec2_retention
 from amikeeper.gateways.ec2 import tag_map
-from amikeeper.retention import (
-    GONE_SINCE,
-    RetentionConfig,
-    RetentionDeps,
-    RetentionResult,
-    retention_deps,
-    run_retention,
-)
+from amikeeper.retention import RetentionDeps, RetentionResult, retention_deps, run_retention
+from amikeeper.retention_plan import GONE_SINCE, RetentionConfig
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.retention_fleet import Fleet

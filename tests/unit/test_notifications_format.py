@@ -28,7 +28,8 @@ from amikeeper.notifications import Event, Notification
 from amikeeper.planner import InvalidInstance, RegionPlan, Stack, build_work_item, planner_notifications
 from amikeeper.policies import build_catalog
 from amikeeper.report import DailyReport, assess_region, report_notifications
-from amikeeper.retention import ItemError, RegionOutcome, RetentionResult, retention_summary
+from amikeeper.retention import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_summary import retention_summary
 from amikeeper.tagkeys import TagKeys
 from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER
 from amikeeper.worker import backup_failed

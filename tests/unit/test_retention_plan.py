@@ -16,20 +16,17 @@ from amikeeper.gateways.ec2_retention import InstanceRecord, Snapshot
 from amikeeper.notifications import Notification
 from amikeeper.pacing import InvalidBucketError, TokenBucket
 from amikeeper.policies import PolicyCatalog, build_catalog
-from amikeeper.retention import (
+from amikeeper.retention import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_plan import (
     GONE_SINCE,
-    SNS_MESSAGE_LIMIT,
-    ItemError,
     RegionFacts,
-    RegionOutcome,
     RegionPlan,
     RetentionConfig,
-    RetentionResult,
     Verdict,
     orphan_suspects,
     plan_region,
-    retention_summary,
 )
+from amikeeper.retention_summary import SNS_MESSAGE_LIMIT, retention_summary
 from amikeeper.tagkeys import TagKeys
 
 REGION = "eu-west-1"

@@ -1,0 +1,409 @@
+"""Retention planning (SPEC §4), pure: from what a region holds to keep or delete, with the reason for each.
+
+Guards, whatever a retention expression says:
+
+- only AMIs tagged ``amikeeper:managed-by`` = this stack are ever listed (a server-side filter), and
+  only snapshots with that tag are deleted;
+- ``<OptInTagKey>:Hold`` = true (trimmed, any case; yes and on too) keeps an AMI; pending AMIs are
+  never touched; failed ones are removed;
+- an AMI used by an instance (not terminated), the ``$Default`` or ``$Latest`` version of a launch
+  template or a launch configuration is kept and reported as kept-in-use;
+- the newest available backup of an instance is kept, until ``OrphanGraceDays`` after retention first
+  noticed the instance gone (recorded on that AMI as ``amikeeper:instance-gone-since``); after that its
+  backups age out (the rules are counted back from now, see amikeeper.retention_rules.select).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from amikeeper.gateways.ec2 import Image
+from amikeeper.gateways.ec2_retention import (
+    InstanceRecord,
+    Snapshot,
+)
+from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
+from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, InvalidTag, Policy, PolicyCatalog, resolve_policy
+from amikeeper.retention_rules import Backup, BackupState, select
+from amikeeper.tagkeys import TagKeys
+from amikeeper.work import POLICY
+
+if TYPE_CHECKING:
+    from amikeeper.config import Settings
+
+GONE_SINCE = "amikeeper:instance-gone-since"
+# A snapshot is swept as an orphan only once it is this old: one whose AMI is still being registered
+# is never mistaken for debris, and someone who deregistered an AMI by hand has a day to reuse it.
+ORPHAN_SNAPSHOT_GRACE = timedelta(days=1)
+# Below this much remaining time no new deletion starts: one DeregisterImage with adaptive retries can
+# take tens of seconds, and the summary still has to go out.
+SAFETY_MARGIN_MS = 60_000
+
+Outcome = Literal["kept", "held", "kept-in-use", "pending", "skipped", "expired", "failed"]
+DELETING: frozenset[Outcome] = frozenset({"expired", "failed"})
+_SELECTABLE: frozenset[str] = frozenset({"pending", "available", "failed"})
+
+
+# --- configuration and facts ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RetentionConfig:
+    stack_name: str
+    tag_keys: TagKeys
+    terminated_grace: timedelta
+    orphan_snapshot_grace: timedelta = ORPHAN_SNAPSHOT_GRACE
+    safety_margin_ms: int = SAFETY_MARGIN_MS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionConfig:
+        return cls(
+            stack_name=settings.stack_name,
+            tag_keys=settings.tag_keys,
+            terminated_grace=timedelta(days=settings.orphan_grace_days),
+        )
+
+
+@dataclass(frozen=True)
+class RegionFacts:
+    """Everything the planner needs to know about one region, as read from EC2 and Auto Scaling."""
+
+    images: tuple[Image, ...]
+    instances: Mapping[str, InstanceRecord]  # every instance EC2 still lists, by id
+    in_use: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> what uses it
+    snapshots: tuple[Snapshot, ...] = ()  # this stack's snapshots
+    existing_image_ids: frozenset[str] = frozenset()  # AMIs that exist, among those orphans name
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    """What retention does with one AMI, and why."""
+
+    image_id: str
+    instance_id: str | None
+    backup_time: datetime
+    state: str
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    snapshot_ids: tuple[str, ...] = ()
+    used_by: tuple[str, ...] = ()
+
+    @property
+    def delete(self) -> bool:
+        return self.outcome in DELETING
+
+
+InstanceStatus = Literal["live", "not opted in", "gone", "unknown"]
+
+
+@dataclass(frozen=True)
+class InstanceRetention:
+    """How one instance's backups were judged: its status, the policy applied, any note for people."""
+
+    instance_id: str | None
+    status: InstanceStatus
+    policy: str | None
+    expression: str | None
+    newest_protected: bool
+    gone_since: datetime | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class GoneSinceTag:
+    """The first time retention noticed an instance gone, to be written on its newest backup."""
+
+    image_id: str
+    instance_id: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    region: str
+    verdicts: tuple[Verdict, ...]
+    instances: tuple[InstanceRetention, ...] = ()
+    gone_since_tags: tuple[GoneSinceTag, ...] = ()
+    orphans: tuple[Snapshot, ...] = ()
+
+    def with_outcome(self, *outcomes: Outcome) -> list[Verdict]:
+        return [verdict for verdict in self.verdicts if verdict.outcome in outcomes]
+
+    @property
+    def deletions(self) -> list[Verdict]:
+        return [verdict for verdict in self.verdicts if verdict.delete]
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{entry.instance_id}: {entry.note}" for entry in self.instances if entry.note]
+
+
+def plan_region(
+    region: str, facts: RegionFacts, catalog: PolicyCatalog, config: RetentionConfig, now: datetime
+) -> RegionPlan:
+    """Pure: keep or delete for every AMI of this stack in the region, plus the orphan snapshots."""
+    groups: defaultdict[str | None, list[Image]] = defaultdict(list)
+    for image in facts.images:
+        groups[image.instance_id].append(image)
+    verdicts: list[Verdict] = []
+    instances: list[InstanceRetention] = []
+    tags: list[GoneSinceTag] = []
+    for instance_id in sorted(groups, key=lambda key: key or ""):
+        group = _plan_group(instance_id, groups[instance_id], facts, catalog, config, now)
+        verdicts.extend(group.verdicts)
+        instances.append(group.instance)
+        if group.gone_since_tag is not None:
+            tags.append(group.gone_since_tag)
+    return RegionPlan(
+        region=region,
+        verdicts=tuple(verdicts),
+        instances=tuple(instances),
+        gone_since_tags=tuple(tags),
+        orphans=tuple(_orphans(facts, now, config.orphan_snapshot_grace)),
+    )
+
+
+def orphan_suspects(
+    snapshots: Iterable[Snapshot], images: Iterable[Image], now: datetime, grace: timedelta
+) -> list[Snapshot]:
+    """Pure: this stack's snapshots older than the grace whose AMI is not among this stack's AMIs.
+
+    A suspect is an orphan only once EC2 confirms that its AMI no longer exists under any tag
+    (:meth:`Ec2RetentionGateway.existing_image_ids`). A snapshot whose description names no AMI is
+    never a suspect: nothing proves it is debris.
+    """
+    listed = list(images)
+    image_ids = {image.image_id for image in listed}
+    referenced = {snapshot_id for image in listed for snapshot_id in image.snapshot_ids}
+    return [
+        snapshot
+        for snapshot in snapshots
+        if snapshot.image_id is not None
+        and snapshot.image_id not in image_ids
+        and snapshot.snapshot_id not in referenced
+        and snapshot.started <= now - grace
+    ]
+
+
+def _orphans(facts: RegionFacts, now: datetime, grace: timedelta) -> list[Snapshot]:
+    return [
+        snapshot
+        for snapshot in orphan_suspects(facts.snapshots, facts.images, now, grace)
+        if snapshot.image_id not in facts.existing_image_ids
+    ]
+
+
+@dataclass(frozen=True)
+class _GroupPlan:
+    verdicts: list[Verdict]
+    instance: InstanceRetention
+    gone_since_tag: GoneSinceTag | None = None
+
+
+@dataclass(frozen=True)
+class _PolicyChoice:
+    policy: Policy | None  # None: the group is skipped, only failed AMIs are cleaned up
+    status: InstanceStatus
+    note: str | None = None
+
+
+def _plan_group(
+    instance_id: str | None,
+    images: list[Image],
+    facts: RegionFacts,
+    catalog: PolicyCatalog,
+    config: RetentionConfig,
+    now: datetime,
+) -> _GroupPlan:
+    choice = _choose_policy(instance_id, images, facts.instances, catalog, config.tag_keys)
+    newest = _newest_available(images)
+    gone_since: datetime | None = None
+    tag: GoneSinceTag | None = None
+    protect_newest = True
+    if choice.status == "gone" and instance_id is not None:
+        gone_since = _recorded_gone_since(images)
+        if gone_since is None:
+            gone_since = now
+            if newest is not None:
+                tag = GoneSinceTag(newest.image_id, instance_id, now)
+        protect_newest = now < gone_since + config.terminated_grace
+    note = choice.note
+    if gone_since is not None:
+        until = gone_since + config.terminated_grace
+        gone = (
+            f"gone since {format_slot(gone_since)}; newest backup kept until {format_slot(until)}"
+            if protect_newest
+            else f"gone since {format_slot(gone_since)}; grace over, its backups age out under the retention rules"
+        )
+        note = f"{gone}; {note}" if note else gone
+    instance = InstanceRetention(
+        instance_id=instance_id,
+        status=choice.status,
+        policy=choice.policy.name if choice.policy else None,
+        expression=str(choice.policy.retention) if choice.policy else None,
+        newest_protected=protect_newest and newest is not None,
+        gone_since=gone_since,
+        note=note,
+    )
+    if choice.policy is None:
+        return _GroupPlan(
+            [_skipped(image, choice.note or "skipped", facts) for image in images], instance, tag
+        )
+    # Past the grace, no backup will ever come again: the rules count back from now, so they age out.
+    ages_out_from = now if gone_since is not None and not protect_newest else None
+    verdicts = _judge(images, choice.policy, catalog, config, facts, protect_newest, ages_out_from)
+    return _GroupPlan(verdicts, instance, tag)
+
+
+def _choose_policy(
+    instance_id: str | None,
+    images: list[Image],
+    instances: Mapping[str, InstanceRecord],
+    catalog: PolicyCatalog,
+    keys: TagKeys,
+) -> _PolicyChoice:
+    if instance_id is None:
+        return _PolicyChoice(None, "unknown", "AMIs without an amikeeper:instance-id tag are left alone")
+    instance = instances.get(instance_id)
+    if instance is None or instance.gone:
+        return _recorded_policy(images, catalog, "gone")
+    try:
+        policy = resolve_policy(instance.tags, keys, catalog)
+    except InvalidTag as invalid:
+        return _PolicyChoice(
+            None,
+            "live",
+            f"left alone: tag {invalid.tag}={invalid.value!r} is invalid ({invalid.reason})",
+        )
+    if policy is None:
+        return _recorded_policy(images, catalog, "not opted in")
+    return _PolicyChoice(policy, "live")
+
+
+def _recorded_policy(images: list[Image], catalog: PolicyCatalog, status: InstanceStatus) -> _PolicyChoice:
+    """The policy recorded on the newest backup: all there is to go by once the instance's tags are not."""
+    newest = max(images, key=lambda image: (image.backup_time, image.image_id))
+    recorded = (newest.tags.get(POLICY) or "").strip().lower()
+    notes = (
+        ["no longer opted in; its backups follow the policy recorded on them"]
+        if status == "not opted in"
+        else []
+    )
+    policy: Policy | None = catalog.default
+    if not recorded:
+        notes.append(f"no policy recorded on {newest.image_id}; the default policy applies")
+    elif recorded in catalog.named:
+        policy = catalog.named[recorded]
+    elif recorded != DEFAULT_POLICY and catalog.document_error is not None:
+        policy = None
+        notes.append(
+            f"left alone: its recorded policy {recorded!r} cannot be read "
+            f"(named policies unavailable: {catalog.document_error})"
+        )
+    elif recorded != DEFAULT_POLICY:
+        notes.append(f"recorded policy {recorded!r} no longer exists; the default policy applies")
+    return _PolicyChoice(policy, status, "; ".join(notes) or None)
+
+
+def _judge(
+    images: list[Image],
+    policy: Policy,
+    catalog: PolicyCatalog,
+    config: RetentionConfig,
+    facts: RegionFacts,
+    protect_newest: bool,
+    ages_out_from: datetime | None = None,
+) -> list[Verdict]:
+    selectable = [image for image in images if image.state in _SELECTABLE]
+    backups = [
+        Backup(
+            image_id=image.image_id,
+            created=image.backup_time,
+            state=_backup_state(image.state),
+            held=_held(image, config.tag_keys),
+            # A failed AMI can launch nothing, whatever still names it: it is removed all the same.
+            in_use=image.state != "failed" and image.image_id in facts.in_use,
+        )
+        for image in selectable
+    ]
+    decisions = {
+        decision.image_id: decision
+        for decision in select(
+            backups, policy.retention, catalog.time_zone, protect_newest=protect_newest, as_of=ages_out_from
+        )
+    }
+    verdicts = []
+    for image in images:
+        decision = decisions.get(image.image_id)
+        if decision is None:
+            verdicts.append(_verdict(image, "pending", (f"state {image.state}",), facts))
+            continue
+        verdicts.append(
+            _verdict(image, _outcome(decision.keep, decision.reasons, image), decision.reasons, facts)
+        )
+    return verdicts
+
+
+def _backup_state(state: str) -> BackupState:
+    if state == "available":
+        return "available"
+    if state == "failed":
+        return "failed"
+    return "pending"
+
+
+def _outcome(keep: bool, reasons: tuple[str, ...], image: Image) -> Outcome:
+    if not keep:
+        return "failed" if image.state == "failed" else "expired"
+    if "held" in reasons:
+        return "held"
+    if reasons == ("in use",):
+        return "kept-in-use"
+    if "pending" in reasons and all(reason in ("pending", "in use") for reason in reasons):
+        return "pending"
+    return "kept"
+
+
+def _skipped(image: Image, reason: str, facts: RegionFacts) -> Verdict:
+    if image.state == "failed":
+        return _verdict(image, "failed", ("failed",), facts)
+    return _verdict(image, "skipped", (reason,), facts)
+
+
+def _verdict(image: Image, outcome: Outcome, reasons: tuple[str, ...], facts: RegionFacts) -> Verdict:
+    return Verdict(
+        image_id=image.image_id,
+        instance_id=image.instance_id,
+        backup_time=image.backup_time,
+        state=image.state,
+        outcome=outcome,
+        reasons=reasons,
+        snapshot_ids=image.snapshot_ids,
+        used_by=facts.in_use.get(image.image_id, ()),
+    )
+
+
+def _held(image: Image, keys: TagKeys) -> bool:
+    value = image.tags.get(keys.hold)
+    return value is not None and value.strip().lower() in TRUE_WORDS
+
+
+def _newest_available(images: list[Image]) -> Image | None:
+    available = [image for image in images if image.state == "available"]
+    return max(available, key=lambda image: (image.backup_time, image.image_id)) if available else None
+
+
+def _recorded_gone_since(images: list[Image]) -> datetime | None:
+    recorded = []
+    for image in images:
+        text = image.tags.get(GONE_SINCE)
+        if text is None:
+            continue
+        try:
+            recorded.append(parse_slot(text.strip()))
+        except InvalidSlotError:
+            continue  # a mangled tag must not end the grace early; the next run writes a fresh one
+    return min(recorded) if recorded else None
