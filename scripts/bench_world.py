@@ -1,0 +1,331 @@
+"""One benchmark fleet: moto with EC2's semantics, the stack, the template's handlers, simulated days.
+
+Everything runs in this process the way ``make demo`` does: the handlers of template.yaml resolved as
+``sam local invoke`` would (tests/sam_local.py), on the stack's resources in moto (tests/fixtures/
+stack.py). Around them, at the HTTP layer (tests/fixtures/throttling.py): call counting, the in-memory
+work queue (scripts/bench_queue.py), Lambda's asynchronous Invoke for continuations, optionally a
+throttle, and a timer that tells simulated-AWS time from the handlers' own. botocore's back-off and
+adaptive waits and retention's delete pacing sleep on a virtual clock: recorded, not slept; the Lambda
+contexts count the virtual time, so a run that would sleep past its timeout hands off as it would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import psutil  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from amikeeper import retention
+from amikeeper.pacing import TokenBucket
+from scripts.bench_memory import Recorder
+from scripts.bench_moto import indexed_moto
+from scripts.bench_queue import DeliveryStats, WorkQueue
+from tests.fixtures.call_counter import CallCounter, Tally, counting
+from tests.fixtures.ec2_fidelity import Ec2Fidelity, real_ec2_semantics, without_ecs_optimized_amis
+from tests.fixtures.end_state import (
+    backups_by_instance,
+    managed_snapshot_ids,
+    snapshots_of_existing_images,
+    tick,
+)
+from tests.fixtures.stack import MotoStack, create_stack, run_instances
+from tests.fixtures.throttling import AsyncInvokes, Attempt, Forward, Throttle, VirtualTime, wire
+from tests.sam_local import ResolvedFunction, SamApp
+
+ROOT = Path(__file__).resolve().parent.parent
+# Two daily backups kept: from the third day on, each day creates one AMI and deletes one per instance.
+RETENTION = "daily=2"
+KEPT_DAYS = 2
+FIRST_TICK = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
+RETENTION_DELAY = timedelta(hours=1)
+LAUNCH_CHUNK = 500
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_SESSION_TOKEN": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+@dataclass
+class AwsTimer:
+    """Time spent answering attempts (moto and what sits in front of it), i.e. simulated-AWS time."""
+
+    seconds: float = 0.0
+
+    def __call__(self, attempt: Attempt, forward: Forward) -> AWSResponse:
+        started = time.perf_counter()
+        try:
+            return forward()
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+@dataclass
+class Phase:
+    """One handler's share of a simulated day."""
+
+    name: str
+    tally: Tally
+    wall_s: float
+    aws_s: float
+    slept_s: float  # every virtual sleep: botocore's back-off and adaptive waits, and pacing
+    paced_s: float  # of which retention's delete pacing
+    invocations: int
+    continuations: int = 0
+    rss_mb: float = 0.0
+
+    @property
+    def handler_s(self) -> float:
+        """Wall time minus simulated-AWS time: what the handlers and boto3 spent themselves."""
+        return max(0.0, self.wall_s - self.aws_s)
+
+
+@dataclass
+class Day:
+    number: int
+    phases: dict[str, Phase] = field(default_factory=dict)
+
+    def tally(self, *names: str) -> Tally:
+        total = Tally({}, {}, {})
+        for name in names or tuple(self.phases):
+            total = total + self.phases[name].tally
+        return total
+
+
+@dataclass
+class Exactness:
+    instances: int
+    with_expected_backups: int
+    duplicate_amis: int
+    snapshots_left_behind: int
+    snapshots_missing: int
+    dead_letters: int
+    failure_notices: int
+
+    @property
+    def exact(self) -> bool:
+        return (
+            self.with_expected_backups == self.instances
+            and self.duplicate_amis == 0
+            and self.snapshots_left_behind == 0
+            and self.snapshots_missing == 0
+            and self.dead_letters == 0
+            and self.failure_notices == 0
+        )
+
+
+@dataclass
+class World:
+    stack: MotoStack
+    functions: dict[str, ResolvedFunction]
+    fidelity: Ec2Fidelity
+    counter: CallCounter
+    clock: VirtualTime
+    queue: WorkQueue
+    invokes: AsyncInvokes
+    timer: AwsTimer
+    pacing: Pacing
+    interceptors: list[Any]
+    fleet: list[str] = field(default_factory=list)
+    worker_concurrency: int = 5
+
+    @property
+    def region(self) -> str:
+        return self.stack.region
+
+    def record(self) -> Recorder:
+        """Record what botocore receives (first in line, so it sees throttled answers too)."""
+        recorder = Recorder.in_temporary_folder()
+        self.interceptors.insert(0, recorder)
+        return recorder
+
+    def launch(self, size: int) -> None:
+        """``size`` opted-in instances, half of them with one 20 GiB data volume."""
+        for count, volumes in ((size // 2, 1), (size - size // 2, 0)):
+            for start in range(0, count, LAUNCH_CHUNK):
+                chunk = min(LAUNCH_CHUNK, count - start)
+                self.fleet += run_instances(
+                    self.region, tags={"Backup": "true"}, count=chunk, data_volumes=volumes
+                )
+
+    def throttle(self, rate: float, seed: int) -> Throttle:
+        throttle = Throttle(rate, seed=seed)
+        self.interceptors.insert(0, throttle)
+        return throttle
+
+    def day(self, number: int, recorder: Recorder | None = None) -> Day:
+        """Day ``number``: the 03:05 planner tick, the workers, the 04:05 retention tick.
+
+        With a recorder, the planner's first invocation starts a fresh container and its HTTP answers
+        are recorded (to replay it in a fresh process and measure its memory).
+        """
+        when = FIRST_TICK + timedelta(days=number - 1)
+        day = Day(number)
+        planning = planner_tick(number)
+        day.phases["planner"] = self._measure(
+            "planner", lambda: self._run_with_continuations("PlannerFunction", planning, recorder)
+        )
+        day.phases["worker"] = self._measure("worker", self._drain)
+        pruning = tick(when + RETENTION_DELAY, dry_run=False)
+        day.phases["retention"] = self._measure(
+            "retention", lambda: self._run_with_continuations("RetentionFunction", pruning)
+        )
+        return day
+
+    def exactness(self, days: int) -> Exactness:
+        expected = [
+            (FIRST_TICK + timedelta(days=day)).strftime("%Y-%m-%dT03:00:00Z")
+            for day in range(max(0, days - KEPT_DAYS), days)
+        ]
+        backups = backups_by_instance(self.region)
+        existing = managed_snapshot_ids(self.region)
+        referenced = snapshots_of_existing_images(self.region)
+        notices = [note for note in self.stack.notifications() if note.event == "backup.failed"]
+        return Exactness(
+            instances=len(self.fleet),
+            with_expected_backups=sum(1 for iid in self.fleet if backups.get(iid) == expected),
+            duplicate_amis=sum(len(slots) - len(set(slots)) for slots in backups.values()),
+            snapshots_left_behind=len(existing - referenced),
+            snapshots_missing=len(referenced - existing),
+            dead_letters=len(self.queue.dead_letters),
+            failure_notices=len(notices),
+        )
+
+    def _measure(self, name: str, run: Callable[[], tuple[int, int]]) -> Phase:
+        before, aws_before, slept_before = self.counter.tally(), self.timer.seconds, self.clock.slept
+        paced_before = self.pacing.waited_s
+        started = time.perf_counter()
+        invocations, continuations = run()
+        wall = time.perf_counter() - started
+        return Phase(
+            name=name,
+            tally=self.counter.tally() - before,
+            wall_s=wall,
+            aws_s=self.timer.seconds - aws_before,
+            slept_s=self.clock.slept - slept_before,
+            paced_s=self.pacing.waited_s - paced_before,
+            invocations=invocations,
+            continuations=continuations,
+            rss_mb=psutil.Process().memory_info().rss / 2**20,
+        )
+
+    def _run_with_continuations(
+        self, function_id: str, event: dict[str, Any], recorder: Recorder | None = None
+    ) -> tuple[int, int]:
+        function = self.functions[function_id]
+        invocations = 0
+        pending = [event]
+        while pending:
+            invocations += 1
+            event = pending.pop(0)
+            context = function.context(clock=self.clock.monotonic)
+            recording = recorder is not None and invocations == 1
+            if recorder is not None:
+                recorder.recording = recording
+            try:
+                _quietly(function.invoke, event, context, recording)
+            finally:
+                if recorder is not None:
+                    recorder.recording = False
+            for continuation in self.invokes.take():
+                if not continuation.function.endswith(f":function:{function.function_name}"):
+                    raise RuntimeError(f"{function_id} invoked {continuation.function}, not itself")
+                pending.append(continuation.payload)
+        return invocations, invocations - 1
+
+    def _drain(self) -> tuple[int, int]:
+        worker = self.functions["WorkerFunction"]
+        stats = DeliveryStats()
+
+        def invoke(event: dict[str, Any]) -> Any:
+            return _quietly(worker.invoke, event, worker.context(clock=self.clock.monotonic))
+
+        self.queue.deliver(invoke, stats)
+        return stats.invocations, 0
+
+
+def planner_tick(number: int) -> dict[str, Any]:
+    """The planner's event on day ``number`` (1-based)."""
+    return tick(FIRST_TICK + timedelta(days=number - 1))
+
+
+def _quietly(call: Callable[..., Any], *args: Any) -> Any:
+    """Handlers log JSON lines and metrics to stdout for CloudWatch; the benchmark prints a table."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return call(*args)
+
+
+@contextmanager
+def bench_world(worker_concurrency: int = 5) -> Iterator[World]:
+    """A fresh simulated AWS with the stack deployed; nothing here needs an AWS account."""
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, FAKE_CREDENTIALS))
+        stack.enter_context(mock_aws())
+        stack.enter_context(without_ecs_optimized_amis())
+        fidelity = stack.enter_context(real_ec2_semantics())
+        clock = stack.enter_context(VirtualTime().for_botocore())
+        pacing = Pacing(clock)
+        stack.enter_context(mock.patch.object(retention, "TokenBucket", pacing.bucket))
+        moto_stack = create_stack(
+            overrides={
+                "DefaultRetention": RETENTION,
+                "LogLevel": "WARNING",
+                "WorkerMaxConcurrency": str(worker_concurrency),
+            }
+        )
+        moto_stack.env_vars["POWERTOOLS_METRICS_DISABLED"] = "true"
+        stack.enter_context(indexed_moto(fidelity, DEFAULT_ACCOUNT_ID, [moto_stack.region]))
+        counter = stack.enter_context(counting())
+        timer, invokes = AwsTimer(), AsyncInvokes()
+        queue = WorkQueue(moto_stack.work_queue_url, moto_stack.region)
+        interceptors: list[Any] = [queue, invokes, timer]
+        the_wire = stack.enter_context(wire(*interceptors))
+        the_wire.interceptors = interceptors  # one list: a throttle added later goes in front
+        functions = moto_stack.deploy(SamApp.load(ROOT / "template.yaml"))
+        yield World(
+            stack=moto_stack,
+            functions=functions,
+            fidelity=fidelity,
+            counter=counter,
+            clock=clock,
+            queue=queue,
+            invokes=invokes,
+            timer=timer,
+            pacing=pacing,
+            interceptors=interceptors,
+            worker_concurrency=worker_concurrency,
+        )
+
+
+@dataclass
+class Pacing:
+    """Retention's delete pacing on the virtual clock (retention_deps is given real ones); its waits."""
+
+    clock: VirtualTime
+    waited_s: float = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.waited_s += max(0.0, seconds)
+        self.clock.sleep(seconds)
+
+    def bucket(self, **_: object) -> TokenBucket:
+        return TokenBucket(clock=self.clock.monotonic, sleep=self.sleep)

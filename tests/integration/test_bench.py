@@ -1,0 +1,24 @@
+"""`make bench` itself is not part of the test suite; this checks that it runs and reads right, small."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts import bench
+
+
+def test_the_benchmark_runs_a_ten_instance_fleet_and_prints_an_exact_end_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When the benchmark runs a 10-instance fleet, plain and throttled, over three days
+    status = bench.main(["--sizes", "10", "--days", "3", "--throttled-size", "10", "--no-cold-start"])
+    # Then it succeeds, and its table shows the steady-state cycle against the target and an exact end state
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "EC2 calls per instance (backup + retention)" in out
+    assert (
+        "backup: ec2:CreateImage per instance" in out and "retention: ec2:DeregisterImage per instance" in out
+    )
+    assert "10/10 ✓" in out
+    assert "planner peak RSS (fresh process, replayed)" in out and "MiB" in out
+    assert "10 @30% throttled" in out
