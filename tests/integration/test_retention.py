@@ -21,7 +21,13 @@ from amikeeper.config import load_settings
 from amikeeper.gateways import ec2 as ec2_gateway
 from amikeeper.gateways import ec2_retention
 from amikeeper.gateways.ec2 import tag_map
-from amikeeper.retention import RetentionDeps, RetentionResult, retention_deps, run_retention
+from amikeeper.retention import (
+    REFERENCE_CHECK_LIMIT,
+    RetentionDeps,
+    RetentionResult,
+    retention_deps,
+    run_retention,
+)
 from amikeeper.retention_plan import GONE_SINCE, RetentionConfig
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
@@ -304,6 +310,25 @@ def test_ami_of_a_launch_templates_default_or_latest_version_is_kept_but_not_of_
         backups[1]: (f"launch template web-template ({template}) $Default v1",),
         backups[3]: (f"launch template web-template ({template}) $Latest v3",),
     }
+
+
+def test_a_large_run_scans_the_templates_once_instead_of_asking_for_every_ten_amis(
+    fleet: Fleet, run: Runner
+) -> None:
+    # Given more expired AMIs than DescribeImageReferences is worth asking about, one of them in a template
+    web = fleet.launch({"Backup:Retain": "last=1"}, data_volumes=0)
+    backups = [fleet.back_up(web, day(n)) for n in range(REFERENCE_CHECK_LIMIT + 3)]
+    template = fleet.launch_template("web-template", backups[7])
+    # When retention runs (the account has DescribeImageReferences)
+    result = run()
+    # Then it reads the templates region-wide instead, and the template's AMI is still kept
+    region = result.regions[0]
+    assert region.reference_check == "scan"
+    assert region.plan is not None
+    assert [(v.image_id, v.used_by) for v in region.plan.with_outcome("kept-in-use")] == [
+        (backups[7], (f"launch template web-template ({template}) $Default v1",))
+    ]
+    assert len(region.deleted) == REFERENCE_CHECK_LIMIT + 1
 
 
 def test_templates_are_read_one_by_one_where_ec2_refuses_all_at_once(fleet: Fleet, run: Runner) -> None:

@@ -25,6 +25,7 @@ from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.ec2_retention import (
     IMAGE_NOT_FOUND,
     Ec2RetentionGateway,
+    ImageReference,
     ImageReferencesUnavailable,
     InstanceRecord,
     Snapshot,
@@ -64,15 +65,22 @@ class InUse:
     method: Literal["DescribeImageReferences", "scan", "not needed"]
 
 
+# DescribeImageReferences checks 10 AMIs a call: beyond this many candidates one region-wide scan of the
+# launch templates costs fewer calls (and keeps a large run near one EC2 call per deleted AMI).
+REFERENCE_CHECK_LIMIT = 50
+
+
 def find_in_use(
     candidates: Sequence[str], instances: Iterable[InstanceRecord], gateways: RegionGateways
 ) -> InUse:
     """What uses each candidate AMI: instances, $Default/$Latest launch template versions, launch configs.
 
     Instances come from the region's instance listing, which retention reads anyway. Launch templates
-    come from DescribeImageReferences when it is available (then only the templates it names are
-    opened, to tell $Default and $Latest from older versions), else from a scan of every template.
-    Launch configurations are always scanned: no other API reports them.
+    come from DescribeImageReferences when it is available and the candidates are few (then only the
+    templates it names are opened, to tell $Default and $Latest from older versions), else from one
+    region-wide scan of every template's $Default and $Latest: DescribeImageReferences takes 10 AMIs a
+    call, so for a large run the scan is the cheaper read. Launch configurations are always scanned: no
+    other API reports them.
     """
     if not candidates:
         return InUse({}, "not needed")
@@ -81,24 +89,44 @@ def find_in_use(
     for instance in instances:
         if not instance.gone and instance.image_id in wanted:
             users[instance.image_id].add(f"instance {instance.instance_id} ({instance.state})")
-    method: Literal["DescribeImageReferences", "scan"]
-    try:
-        references = gateways.ec2.image_references(sorted(wanted))
-    except ImageReferencesUnavailable:
-        method = "scan"
-        templates = gateways.ec2.launch_template_images()
-    else:
-        method = "DescribeImageReferences"
-        template_ids: set[str] = set()
-        for reference in references:
-            if reference.resource_type == "ec2:LaunchTemplate":
-                if reference.template_id is None:
-                    users[reference.image_id].add(f"launch template {reference.arn}")
-                else:
-                    template_ids.add(reference.template_id)
-            elif reference.resource_type == "ec2:Instance":
-                users[reference.image_id].add(f"instance {reference.instance_id or reference.arn}")
-        templates = gateways.ec2.launch_template_images(template_ids) if template_ids else {}
+    if len(wanted) <= REFERENCE_CHECK_LIMIT:
+        try:
+            references = gateways.ec2.image_references(sorted(wanted))
+        except ImageReferencesUnavailable:
+            pass
+        else:
+            templates = _referenced_templates(references, users, gateways)
+            return _with_templates_and_configurations(
+                wanted, users, templates, gateways, "DescribeImageReferences"
+            )
+    return _with_templates_and_configurations(
+        wanted, users, gateways.ec2.launch_template_images(), gateways, "scan"
+    )
+
+
+def _referenced_templates(
+    references: Iterable[ImageReference], users: defaultdict[str, set[str]], gateways: RegionGateways
+) -> Mapping[str, Iterable[str]]:
+    """Record instance references; open only the templates named, to keep their $Default and $Latest."""
+    template_ids: set[str] = set()
+    for reference in references:
+        if reference.resource_type == "ec2:LaunchTemplate":
+            if reference.template_id is None:
+                users[reference.image_id].add(f"launch template {reference.arn}")
+            else:
+                template_ids.add(reference.template_id)
+        elif reference.resource_type == "ec2:Instance":
+            users[reference.image_id].add(f"instance {reference.instance_id or reference.arn}")
+    return gateways.ec2.launch_template_images(template_ids) if template_ids else {}
+
+
+def _with_templates_and_configurations(
+    wanted: set[str],
+    users: defaultdict[str, set[str]],
+    templates: Mapping[str, Iterable[str]],
+    gateways: RegionGateways,
+    method: Literal["DescribeImageReferences", "scan"],
+) -> InUse:
     for image_id, labels in templates.items():
         if image_id in wanted:
             users[image_id].update(labels)
