@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import threading
 import time
@@ -106,7 +107,10 @@ def run_fleet(
     memory = None
     if recorder is not None:
         progress(f"{label}: replaying the day-{days} planner in a fresh process")
-        memory = replay_peak(planner, planner_tick(days), recorder.save())
+        try:
+            memory = replay_peak(planner, planner_tick(days), recorder.save())
+        finally:
+            shutil.rmtree(recorder.folder, ignore_errors=True)
     return FleetRun(
         label=label,
         size=size,

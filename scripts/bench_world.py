@@ -21,9 +21,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
+import boto3
 import psutil  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
@@ -42,9 +43,12 @@ from tests.fixtures.end_state import (
     snapshots_of_existing_images,
     tick,
 )
-from tests.fixtures.stack import MotoStack, create_stack, run_instances
+from tests.fixtures.stack import MotoStack, create_stack
 from tests.fixtures.throttling import AsyncInvokes, Attempt, Forward, Throttle, VirtualTime, wire
 from tests.sam_local import ResolvedFunction, SamApp
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import BlockDeviceMappingTypeDef
 
 ROOT = Path(__file__).resolve().parent.parent
 # Two daily backups kept: from the third day on, each day creates one AMI and deletes one per instance.
@@ -52,7 +56,6 @@ RETENTION = "daily=2"
 KEPT_DAYS = 2
 FIRST_TICK = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
 RETENTION_DELAY = timedelta(hours=1)
-LAUNCH_CHUNK = 500
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -158,13 +161,26 @@ class World:
         return recorder
 
     def launch(self, size: int) -> None:
-        """``size`` opted-in instances, half of them with one 20 GiB data volume."""
-        for count, volumes in ((size // 2, 1), (size - size // 2, 0)):
-            for start in range(0, count, LAUNCH_CHUNK):
-                chunk = min(LAUNCH_CHUNK, count - start)
-                self.fleet += run_instances(
-                    self.region, tags={"Backup": "true"}, count=chunk, data_volumes=volumes
-                )
+        """``size`` opted-in instances, every other one with a 20 GiB data volume.
+
+        One instance per RunInstances call, as an Auto Scaling group launches them: EC2 pages
+        DescribeInstances by reservation, so this is what keeps a page at 1,000 instances.
+        """
+        ec2 = boto3.client("ec2", region_name=self.region)
+        image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+        data_volume: list[BlockDeviceMappingTypeDef] = [{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 20}}]
+        for index in range(size):
+            launched = ec2.run_instances(
+                ImageId=image,
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="t3.micro",
+                BlockDeviceMappings=data_volume if index % 2 == 0 else [],
+                TagSpecifications=[
+                    {"ResourceType": "instance", "Tags": [{"Key": "Backup", "Value": "true"}]}
+                ],
+            )
+            self.fleet.append(launched["Instances"][0]["InstanceId"])
 
     def throttle(self, rate: float, seed: int) -> Throttle:
         throttle = Throttle(rate, seed=seed)
