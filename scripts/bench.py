@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import sys
@@ -99,7 +100,8 @@ def run_fleet(
         simulated = []
         for number in range(1, days + 1):
             progress(f"{label}: day {number} of {days}")
-            simulated.append(world.day(number, recorder if number == days else None))
+            last = number == days
+            simulated.append(world.day(number, recorder if last else None, idle_runs=last))
         progress(f"{label}: checking the end state")
         exactness = world.exactness(days)
         planner = world.functions["PlannerFunction"]
@@ -111,8 +113,11 @@ def run_fleet(
             memory = replay_peak(planner, planner_tick(days), recorder.save())
         finally:
             shutil.rmtree(recorder.folder, ignore_errors=True)
+    ticks, runs = schedules_per_day()
     return FleetRun(
         label=label,
+        planner_ticks_per_day=ticks,
+        retention_runs_per_day=runs,
         size=size,
         days=simulated,
         exactness=exactness,
@@ -123,6 +128,23 @@ def run_fleet(
         planner_memory=memory,
         throttle=throttle,
     )
+
+
+RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+MINUTES = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}
+
+
+def schedules_per_day() -> tuple[int, int]:
+    """Planner ticks and retention runs a day under the template's default PlannerRate and RetentionSchedule."""
+    parameters = SamApp.load(ROOT / "template.yaml").parameters
+    planner_minutes = int(parameters["PlannerRate"]["Default"])
+    retention = RATE.match(str(parameters["RetentionSchedule"]["Default"]))
+    if retention is None:
+        raise ValueError(
+            f"RetentionSchedule default {parameters['RetentionSchedule']['Default']!r} is not rate(...)"
+        )
+    retention_minutes = int(retention.group(1)) * MINUTES[retention.group(2)]
+    return 1440 // planner_minutes, max(1, 1440 // retention_minutes)
 
 
 def cold_starts() -> dict[str, Measured]:

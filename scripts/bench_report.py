@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scripts.bench_memory import Measured
 from scripts.bench_world import Day, Exactness, Phase
@@ -33,7 +33,9 @@ class FleetRun:
     worker_concurrency: int
     planner_memory: Measured | None = None
     throttle: Throttle | None = None
-    notes: list[str] = field(default_factory=list)
+    # The template's default schedules: how many planner ticks and retention runs a day has.
+    planner_ticks_per_day: int = 96
+    retention_runs_per_day: int = 24
 
     @property
     def steady(self) -> Day:
@@ -56,6 +58,25 @@ class FleetRun:
     @property
     def describe_items_per_instance(self) -> float:
         return self.per_instance(sum(self.tally(BACKUP + RETENTION).items.values()))
+
+    def idle_ec2_calls_per_instance(self, phase: str) -> float | None:
+        if phase not in self.steady.phases:
+            return None
+        tally = self.steady.phases[phase].tally
+        return self.per_instance(tally.total("ec2") + tally.total("auto-scaling"))
+
+    @property
+    def daily_ec2_calls_per_instance(self) -> float | None:
+        """The busy cycle, plus every other tick of the day costing what the measured idle one did."""
+        planner = self.idle_ec2_calls_per_instance("planner idle")
+        retention = self.idle_ec2_calls_per_instance("retention idle")
+        if planner is None or retention is None:
+            return None
+        return (
+            self.ec2_calls_per_instance
+            + (self.planner_ticks_per_day - 1) * planner
+            + (self.retention_runs_per_day - 1) * retention
+        )
 
 
 @dataclass
@@ -109,6 +130,27 @@ def build_rows(runs: Sequence[FleetRun], cold: dict[str, Measured]) -> list[Row]
     for title, phases in (("backup", BACKUP), ("retention", RETENTION)):
         for key in sorted({key for run in runs for key in run.tally(phases).items}):
             add(f"  {title}: {key} items per instance", _items_per_instance(key, phases))
+    rows.append(Row("A WHOLE DAY AT THE DEFAULT SCHEDULES", ["" for _ in runs]))
+    add(
+        "  idle planner tick: EC2 calls per instance",
+        lambda r: _optional(r.idle_ec2_calls_per_instance("planner idle"), 4),
+        "a tick with nothing due",
+    )
+    add(
+        "  idle retention run: EC2 calls per instance",
+        lambda r: _optional(r.idle_ec2_calls_per_instance("retention idle"), 4),
+        "a run with nothing to delete",
+    )
+    add(
+        "  EC2 calls per instance per day",
+        lambda r: _optional(r.daily_ec2_calls_per_instance),
+        "busy cycle + the other ticks of the day",
+    )
+    add(
+        "    (planner ticks, retention runs a day)",
+        lambda r: f"{r.planner_ticks_per_day}, {r.retention_runs_per_day}",
+        "PlannerRate, RetentionSchedule defaults",
+    )
     rows.append(Row("LAMBDA INVOCATIONS THE PLAN NEEDS", ["" for _ in runs]))
     add("  planner (incl. continuations)", lambda r: str(r.steady.phases["planner"].invocations))
     add("  worker (SQS batches of 10)", lambda r: f"{r.steady.phases['worker'].invocations:,}")
@@ -188,6 +230,10 @@ def build_rows(runs: Sequence[FleetRun], cold: dict[str, Measured]) -> list[Row]
         ]
         rows.append(Row(f"  {name}", cells, f"< {MAX_COLD_IMPORT_S} s"))
     return rows
+
+
+def _optional(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else _num(value, digits)
 
 
 def _targeted(run: FleetRun) -> bool:

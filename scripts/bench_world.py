@@ -56,6 +56,8 @@ RETENTION = "daily=2"
 KEPT_DAYS = 2
 FIRST_TICK = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
 RETENTION_DELAY = timedelta(hours=1)
+IDLE_PLANNER_DELAY = timedelta(hours=1, minutes=15)
+IDLE_RETENTION_DELAY = timedelta(hours=2)
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -187,11 +189,13 @@ class World:
         self.interceptors.insert(0, throttle)
         return throttle
 
-    def day(self, number: int, recorder: Recorder | None = None) -> Day:
+    def day(self, number: int, recorder: Recorder | None = None, *, idle_runs: bool = False) -> Day:
         """Day ``number``: the 03:05 planner tick, the workers, the 04:05 retention tick.
 
         With a recorder, the planner's first invocation starts a fresh container and its HTTP answers
-        are recorded (to replay it in a fresh process and measure its memory).
+        are recorded (to replay it in a fresh process and measure its memory). With ``idle_runs``, one
+        more planner tick (04:20) and retention tick (05:05) follow, with nothing left to do: what
+        every other tick of the day costs.
         """
         when = FIRST_TICK + timedelta(days=number - 1)
         day = Day(number)
@@ -204,6 +208,15 @@ class World:
         day.phases["retention"] = self._measure(
             "retention", lambda: self._run_with_continuations("RetentionFunction", pruning)
         )
+        if idle_runs:
+            idle_planning = tick(when + IDLE_PLANNER_DELAY)
+            day.phases["planner idle"] = self._measure(
+                "planner idle", lambda: self._run_with_continuations("PlannerFunction", idle_planning)
+            )
+            idle_pruning = tick(when + IDLE_RETENTION_DELAY, dry_run=False)
+            day.phases["retention idle"] = self._measure(
+                "retention idle", lambda: self._run_with_continuations("RetentionFunction", idle_pruning)
+            )
         return day
 
     def exactness(self, days: int) -> Exactness:
