@@ -106,11 +106,7 @@ def build_rows(runs: Sequence[FleetRun], cold: dict[str, Measured]) -> list[Row]
         "EC2 calls per instance (backup + retention)",
         lambda r: (
             _num(r.ec2_calls_per_instance)
-            + (
-                _mark(r.ec2_calls_per_instance <= MAX_EC2_CALLS_PER_INSTANCE)
-                if r.size in TARGET_SIZES
-                else ""
-            )
+            + (_mark(r.ec2_calls_per_instance <= MAX_EC2_CALLS_PER_INSTANCE) if _targeted(r) else "")
         ),
         f"≤ {MAX_EC2_CALLS_PER_INSTANCE} at 1,000 and 10,000",
     )
