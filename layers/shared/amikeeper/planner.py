@@ -303,7 +303,7 @@ class PlannerTick(ScheduledTick):
     def continued(self, now: datetime, continuation: Continuation) -> dict[str, object]:
         """The event of the invocation that carries on this tick: same time, same execution id."""
         return {
-            "scheduled_time": format_slot(now),
+            "scheduled_time": now.isoformat(),
             "execution_id": self.execution_id,
             "continuation": continuation.model_dump(mode="json"),
         }
