@@ -54,18 +54,27 @@ class OncePerKey(Protocol):
 
 class Idempotency:
     def __init__(self, table_name: str, region: str, logger: Logger) -> None:
-        boto_config = CLIENT_CONFIG.merge(Config(region_name=region))
+        self._table_name = table_name
+        self._boto_config = CLIENT_CONFIG.merge(Config(region_name=region))
         self._logger = logger
-        self._event_store = DynamoDBPersistenceLayer(table_name=table_name, boto_config=boto_config)
         self._event_config = IdempotencyConfig(
             event_key_jmespath="id",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=int(EVENT_MEMORY.total_seconds()),
             response_hook=self._log_repeated_event,
         )
-        self._key_store = DynamoDBPersistenceLayer(table_name=table_name, boto_config=boto_config)
         self._key_config = IdempotencyConfig(expires_after_seconds=int(KEY_MEMORY.total_seconds()))
         self._function_name = ""
+
+    # The persistence layers make their DynamoDB clients when first used, not at import: a cold start of
+    # an event handler then stays well under half a second.
+    @functools.cached_property
+    def _event_store(self) -> DynamoDBPersistenceLayer:
+        return DynamoDBPersistenceLayer(table_name=self._table_name, boto_config=self._boto_config)
+
+    @functools.cached_property
+    def _key_store(self) -> DynamoDBPersistenceLayer:
+        return DynamoDBPersistenceLayer(table_name=self._table_name, boto_config=self._boto_config)
 
     def once_per_event(self, handler: Callable[[Any, LambdaContext], Response]) -> EventHandler:
         """Decorate a handler taking a parsed EventBridge event (a pydantic model with an ``id``)."""
