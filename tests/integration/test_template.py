@@ -90,6 +90,8 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "sqs:SendMessage",
         "sns:Publish",
         "ssm:GetParameter",
+        "dynamodb:PutItem",  # the notice ledger
+        "lambda:InvokeFunction",  # its continuation
     ],
     "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", *IDEMPOTENCY_CALLS],
     "RetentionFunction": [
@@ -117,7 +119,13 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         *IDEMPOTENCY_CALLS,
     ],
     "AmiStateFunction": ["ec2:DescribeImages", "sns:Publish", *IDEMPOTENCY_CALLS],
-    "ReportFunction": ["ec2:DescribeInstances", "ec2:DescribeImages", "ssm:GetParameter", "sns:Publish"],
+    "ReportFunction": [
+        "ec2:DescribeInstances",
+        "ec2:DescribeImages",
+        "ssm:GetParameter",
+        "sns:Publish",
+        "dynamodb:PutItem",  # the notice ledger
+    ],
 }
 EC2_WRITES: dict[str, set[str]] = {
     "WorkerFunction": {"ec2:CreateImage", "ec2:CreateTags"},
@@ -542,14 +550,21 @@ def test_policy_readers_may_read_exactly_the_policies_parameter(
     assert APP.evaluate(statement["Resource"], stack) == f"arn:aws:ssm:{REGION}:123456789012:parameter{name}"
 
 
-def test_retention_may_invoke_itself_and_no_other_function(translated: dict[str, Any]) -> None:
-    (statement,) = statements_granting(translated, "RetentionFunction", "lambda:InvokeFunction")
-    retention = resolve("RetentionFunction")
+@pytest.mark.parametrize("function_id", ["PlannerFunction", "RetentionFunction"])
+def test_planner_and_retention_may_invoke_only_themselves(
+    translated: dict[str, Any], function_id: str
+) -> None:
+    # They hand the rest of a run to a new invocation of themselves before their time runs out.
+    (statement,) = statements_granting(translated, function_id, "lambda:InvokeFunction")
+    function = resolve(function_id)
     assert APP.evaluate(statement["Resource"], {"AWS::StackName": STACK}) == (
-        f"arn:aws:lambda:{REGION}:123456789012:function:{retention.function_name}"
+        f"arn:aws:lambda:{REGION}:123456789012:function:{function.function_name}"
     )
+
+
+def test_no_other_function_may_invoke_a_function(translated: dict[str, Any]) -> None:
     others = [fid for fid in FUNCTIONS if statements_granting(translated, fid, "lambda:InvokeFunction")]
-    assert others == ["RetentionFunction"]
+    assert others == ["PlannerFunction", "RetentionFunction"]
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
