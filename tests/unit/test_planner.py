@@ -12,7 +12,6 @@ from amikeeper.planner import (
     RegionPlan,
     Stack,
     index_backups,
-    latest_backups,
     plan_region,
     planner_notifications,
 )
@@ -48,9 +47,9 @@ def backup(instance_id: str, slot: datetime, state: str = "available") -> Image:
 def test_instance_without_a_backup_in_its_current_slot_is_due() -> None:
     # Given a default-policy instance whose last backup is from yesterday's 03:00 slot
     fleet = [instance("i-00000000000000001", Backup="true", Name="web-1", CostCenter="42", Owner="x")]
-    latest = latest_backups(
+    latest = index_backups(
         [backup("i-00000000000000001", NOW.replace(hour=3, minute=0) - timedelta(days=1))]
-    )
+    ).latest
     # When the planner runs at 10:07
     plan = plan_region("eu-west-1", fleet, latest, catalog(), STACK, NOW)
     # Then one work item for today's 03:00 slot, carrying every tag amikeeper writes
@@ -73,9 +72,9 @@ def test_instance_without_a_backup_in_its_current_slot_is_due() -> None:
 def test_backup_in_the_current_slot_means_not_due_but_a_failed_one_does_not_count() -> None:
     slot = NOW.replace(hour=3, minute=0)
     fleet = [instance("i-00000000000000001", Backup="true"), instance("i-00000000000000002", Backup="true")]
-    latest = latest_backups(
+    latest = index_backups(
         [backup("i-00000000000000001", slot), backup("i-00000000000000002", slot, "failed")]
-    )
+    ).latest
     plan = plan_region("eu-west-1", fleet, latest, catalog(), STACK, NOW)
     assert [item.instance_id for item in plan.due] == ["i-00000000000000002"]
     assert plan.not_due == 1

@@ -161,10 +161,6 @@ def index_backups(images: Iterable[Image]) -> BackupIndex:
     return index
 
 
-def latest_backups(images: Iterable[Image]) -> dict[str, datetime]:
-    return index_backups(images).latest
-
-
 def plan_region(
     region: str,
     instances: Iterable[Instance],

@@ -5,7 +5,7 @@ Handlers build one Runtime at cold start; tests build theirs around moto the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from amikeeper import clients
@@ -51,8 +51,7 @@ class Runtime:
         try:
             document = self._policy_source.read()
         except PolicyDocumentUnavailable as error:
-            catalog = self.catalog_from("{}")
-            return PolicyCatalog(catalog.default, catalog.time_zone, document_error=str(error))
+            return replace(self.catalog_from(None), document_error=str(error))
         return self.catalog_from(document)
 
     def catalog_from(self, document: str | None) -> PolicyCatalog:
