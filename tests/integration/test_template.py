@@ -56,6 +56,7 @@ CONTRACT_ENVIRONMENT = [
     "AMIKEEPER_COPY_TAGS",
     "AMIKEEPER_POLICIES_PARAMETER",
     "AMIKEEPER_WORK_QUEUE_URL",
+    "AMIKEEPER_DEAD_LETTER_QUEUE_URL",
     "AMIKEEPER_TOPIC_ARN",
     "AMIKEEPER_ORPHAN_GRACE_DAYS",
     "AMIKEEPER_PENDING_TIMEOUT_HOURS",
@@ -141,6 +142,7 @@ AWS_MANAGED_POLICIES_ALLOWED = {
 DEPLOYED_VALUES = {
     "AMIKEEPER_POLICIES_PARAMETER": "/amikeeper/amikeeper/policies",
     "AMIKEEPER_WORK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-WorkQueue-7XkP2mQ9vL3a",
+    "AMIKEEPER_DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-WorkDeadLetterQueue-7XkP2mQ9vL3a",
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:amikeeper-NotificationTopic-Q1w2E3r4T5y6",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "amikeeper-IdempotencyTable-1AB2CD3EF4GH",
 }

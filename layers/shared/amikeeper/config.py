@@ -41,6 +41,7 @@ class Settings:
     copy_tags: tuple[str, ...]
     policies_parameter: str
     work_queue_url: str
+    dead_letter_queue_url: str
     topic_arn: str
     orphan_grace_days: int
     pending_timeout_hours: int
@@ -71,6 +72,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         copy_tags=reader.listing("COPY_TAGS"),
         policies_parameter=reader.required("POLICIES_PARAMETER"),
         work_queue_url=reader.required("WORK_QUEUE_URL"),
+        dead_letter_queue_url=reader.required("DEAD_LETTER_QUEUE_URL"),
         topic_arn=reader.required("TOPIC_ARN"),
         orphan_grace_days=reader.integer("ORPHAN_GRACE_DAYS", minimum=0, maximum=3650),
         pending_timeout_hours=reader.integer("PENDING_TIMEOUT_HOURS", minimum=1, maximum=720),
