@@ -7,7 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast, get_args
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from amikeeper.naming import (
     format_slot,
     parse_slot,
 )
+from tests.fixtures.ec2_fidelity import Ec2Fidelity
 
 SLOT = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 EC2_AMI_NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
@@ -300,3 +303,61 @@ def test_retry_names_are_valid_and_never_equal_a_first_attempt(
     assert EC2_AMI_NAME.fullmatch(name), name
     if attempt:
         assert name != ami_name(stack, instance_id, trigger, slot)
+
+
+# --- the 128-character boundary ----------------------------------------------------------------
+
+# The longest inputs of each part: a stack name as long as CloudFormation allows (128), an instance id
+# that cannot be used as it is (so it becomes the longest token, "z" + 7 characters + "_" + hash), the
+# longest trigger, a slot with seconds and the last retry.
+LONGEST_STACKS = ["a" * 128, "A" + "b" * 127, "x" * 76, "x" * 77, "my stack/" * 14]
+LONGEST_INSTANCE_IDS = ["i-0123456789abcdef0123", "i-i-0123456789abcdef", "instance/with:odd*chars"]
+SLOT_WITH_SECONDS = datetime(2026, 11, 29, 3, 0, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("stack", LONGEST_STACKS, ids=lambda stack: f"stack-of-{len(stack)}")
+@pytest.mark.parametrize("instance_id", LONGEST_INSTANCE_IDS)
+def test_longest_possible_name_is_exactly_128_characters(stack: str, instance_id: str) -> None:
+    # Given the longest parts a backup can have: stack, instance token, trigger, slot and attempt
+    # When named
+    name = ami_name(stack, instance_id, "schedule", SLOT_WITH_SECONDS, attempt=99)
+    # Then the name uses EC2's whole limit and not one character more
+    assert len(name) == 128, name
+    assert EC2_AMI_NAME.fullmatch(name), name
+    assert name.endswith("-schedule-20261129T030059Z-r99")
+
+
+def test_no_stack_length_ever_gives_a_129_character_name() -> None:
+    # Given stacks of every length up to well past CloudFormation's limit, with the longest other parts
+    lengths = {
+        len(ami_name(stack, instance_id, "schedule", SLOT_WITH_SECONDS, attempt=99))
+        for size in range(1, 201)
+        for stack in ("s" * size, "s" * (size - 1) + "/")
+        for instance_id in ("i-0123456789abcdef0", LONGEST_INSTANCE_IDS[0])
+    }
+    # Then the longest name is 128 characters: never more
+    assert max(lengths) == 128
+
+
+def test_a_plain_stack_name_is_used_as_it_is_up_to_the_last_character_that_fits() -> None:
+    # Given the longest stack a name can carry unchanged, and one character more
+    fits, one_more = "k" * 76, "k" * 77
+    # Then the first is used as written, the second is shortened and marked with its hash
+    assert ami_name(fits, "i-0abc", "schedule", SLOT).startswith(fits + "-i-0abc-")
+    shortened = ami_name(one_more, "i-0abc", "schedule", SLOT)
+    assert re.fullmatch(r"k{65}_[0-9a-f]{10}-i-0abc-schedule-20261129T0300Z", shortened)
+
+
+def test_ec2_accepts_the_longest_name_and_refuses_one_character_more(aws: Ec2Fidelity) -> None:
+    # Given an instance, and the longest name amikeeper can make for it
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    longest = ami_name("a" * 128, LONGEST_INSTANCE_IDS[0], "schedule", SLOT_WITH_SECONDS, attempt=99)
+    # When CreateImage is called with it / Then EC2 (3-128 characters of its set) registers the AMI
+    created = ec2.create_image(InstanceId=instance_id, Name=longest)["ImageId"]
+    assert ec2.describe_images(ImageIds=[created])["Images"][0]["Name"] == longest
+    # And a name one character longer is refused as malformed
+    with pytest.raises(ClientError) as refused:
+        ec2.create_image(InstanceId=instance_id, Name=longest + "x")
+    assert refused.value.response["Error"]["Code"] == "InvalidAMIName.Malformed"

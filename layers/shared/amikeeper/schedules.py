@@ -93,19 +93,6 @@ class Schedule(ABC):
             raise ScheduleError(self.expression, f"it has no scheduled time at or before {now.isoformat()}")
         return _to_utc(candidate, self.tz)
 
-    def next_slot_after(self, slot: datetime) -> datetime:
-        """The first slot strictly after `slot` (any instant), in UTC."""
-        _require_aware("slot", slot)
-        try:
-            probe = self._wall_after(_wall_time(slot, self.tz))
-            while probe is not None and _to_utc(probe, self.tz) <= slot:
-                probe = self._wall_after(probe)
-        except OverflowError:
-            raise ScheduleError(self.expression, f"{slot.isoformat()} is beyond the calendar") from None
-        if probe is None:
-            raise ScheduleError(self.expression, f"it has no scheduled time after {slot.isoformat()}")
-        return _to_utc(probe, self.tz)
-
     def max_interval(self) -> timedelta:
         """The longest time between two consecutive slots, DST and other offset changes included.
 
