@@ -74,6 +74,7 @@ CONTRACT_PARAMETER_DEFAULTS: dict[str, Any] = {
     "TimeZone": "UTC",
     "CopyTags": "",
     "NotificationEmail": "",
+    "NotificationEmailSeverity": "warning",
     "WorkerMaxConcurrency": 5,
     "OrphanGraceDays": 30,
     "RetentionSchedule": "rate(1 hour)",
@@ -94,7 +95,7 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "dynamodb:PutItem",  # the notice ledger
         "lambda:InvokeFunction",  # its continuation
     ],
-    "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", *IDEMPOTENCY_CALLS],
+    "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", "dynamodb:PutItem"],
     "RetentionFunction": [
         "ec2:DescribeImages",
         "ec2:DescribeInstances",
@@ -109,6 +110,7 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "ec2:CreateTags",
         "ssm:GetParameter",
         "sns:Publish",
+        "dynamodb:PutItem",  # the notice ledger
         "lambda:InvokeFunction",
     ],
     "InstanceStateFunction": [
@@ -185,8 +187,17 @@ def role_statements(translated: dict[str, Any], function_id: str) -> list[dict[s
     ]
     for arn in role.get("ManagedPolicyArns", []):
         if isinstance(arn, dict):
-            statements += resources[arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+            statements += managed_policy_document(resources[arn["Ref"]])["Statement"]
     return statements
+
+
+def managed_policy_document(policy: dict[str, Any]) -> dict[str, Any]:
+    """A managed policy's document; one written as a !Sub'd JSON string is resolved for stack STACK."""
+    document = policy["Properties"]["PolicyDocument"]
+    if isinstance(document, dict) and "Fn::Sub" in document:
+        resolved: dict[str, Any] = json.loads(APP.evaluate(document, {"AWS::StackName": STACK}))
+        return resolved
+    return document  # type: ignore[no-any-return]
 
 
 def aws_managed_policies(translated: dict[str, Any], function_id: str) -> set[str]:
@@ -371,8 +382,8 @@ def test_every_function_sees_every_environment_variable_of_the_contract(function
     environment = resolve(function_id).environment
     assert set(CONTRACT_ENVIRONMENT) <= set(environment)
     assert environment["AMIKEEPER_STACK_NAME"] == STACK
-    assert environment["POWERTOOLS_SERVICE_NAME"] == "amikeeper"
-    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "Amikeeper"
+    assert environment["POWERTOOLS_SERVICE_NAME"] == STACK
+    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == f"Amikeeper/{STACK}"
 
 
 def test_parameters_have_the_contract_defaults_and_a_description() -> None:
@@ -531,8 +542,10 @@ def test_retention_may_add_only_its_gone_since_tag_and_only_to_this_stacks_amis(
 
 
 def test_create_image_is_limited_to_instances_images_and_snapshots(translated: dict[str, Any]) -> None:
-    (statement,) = statements_granting(translated, "WorkerFunction", "ec2:CreateImage")
-    resources = [APP.evaluate(resource) for resource in as_list(statement["Resource"])]
+    statements = statements_granting(translated, "WorkerFunction", "ec2:CreateImage")
+    resources = sorted(
+        APP.evaluate(resource) for statement in statements for resource in as_list(statement["Resource"])
+    )
     assert resources == [
         "arn:aws:ec2:*:123456789012:instance/*",
         "arn:aws:ec2:*::image/*",
@@ -649,7 +662,7 @@ def test_alarms_publish_to_the_topic_on_dead_letters_worker_errors_and_rpo_viola
     )
     watched = {
         (
-            alarm["Properties"]["Namespace"],
+            json.dumps(alarm["Properties"]["Namespace"], sort_keys=True),
             alarm["Properties"]["MetricName"],
             json.dumps(alarm["Properties"]["Dimensions"], sort_keys=True),
         )
@@ -665,11 +678,16 @@ def test_alarms_publish_to_the_topic_on_dead_letters_worker_errors_and_rpo_viola
             {"Fn::GetAtt": ["WorkDeadLetterQueue", "QueueName"]},
         ),
         ("AWS/Lambda", "Errors", "FunctionName", {"Ref": "WorkerFunction"}),
-        ("Amikeeper", "RpoViolations", "service", "amikeeper"),
+        (
+            {"Fn::Sub": "Amikeeper/${AWS::StackName}"},
+            "RpoViolations",
+            "service",
+            {"Ref": "AWS::StackName"},
+        ),
     ]
     for namespace, metric, dimension, value in expected:
         assert (
-            namespace,
+            json.dumps(namespace, sort_keys=True),
             metric,
             json.dumps([{"Name": dimension, "Value": value}], sort_keys=True),
         ) in watched
