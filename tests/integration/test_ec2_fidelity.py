@@ -115,6 +115,35 @@ def test_create_image_tags_the_ami_and_every_snapshot_in_the_same_call(
     assert all(MANAGED in snapshot["Tags"] for snapshot in snapshots)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "accepted"),
+    [("k" * 128, "v" * 256, True), ("k" * 129, "v", False), ("k", "v" * 257, False)],
+    ids=["longest-allowed", "key-too-long", "value-too-long"],
+)
+def test_create_image_refuses_tags_longer_than_ec2_allows(
+    ec2: EC2Client, base_image: str, key: str, value: str, accepted: bool
+) -> None:
+    # Given an instance
+    instance_id = launch(ec2, base_image)
+    tags: Any = [{"ResourceType": "image", "Tags": [{"Key": key, "Value": value}]}]
+    # When it is imaged with a tag at or past EC2's limits (key 128, value 256 characters)
+    if accepted:
+        image_id = ec2.create_image(InstanceId=instance_id, Name="long-tags", TagSpecifications=tags)[
+            "ImageId"
+        ]
+        # Then the longest allowed tag is kept whole
+        assert {"Key": key, "Value": value} in image_of(ec2, image_id)["Tags"]
+        return
+    with pytest.raises(ClientError) as refused:
+        ec2.create_image(InstanceId=instance_id, Name="long-tags", TagSpecifications=tags)
+    # Then EC2 refuses the call and makes no AMI
+    assert error_code(refused) == "InvalidParameterValue"
+    assert (
+        ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["long-tags"]}])["Images"]
+        == []
+    )
+
+
 def test_instance_launched_with_only_data_volumes_still_has_its_root(ec2: EC2Client, base_image: str) -> None:
     # Given / When an instance is launched with a data volume mapping only
     instance_id = launch(

@@ -29,6 +29,7 @@ from amikeeper.retention import (
     run_retention,
 )
 from amikeeper.retention_plan import GONE_SINCE, RetentionConfig
+from amikeeper.retention_summary import retention_summary
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.retention_fleet import Fleet
@@ -134,6 +135,18 @@ def summaries(stack: MotoStack) -> list[ReceivedNotification]:
     return [note for note in stack.notifications() if note.event == "retention.summary"]
 
 
+def summary_of(result: RetentionResult) -> ReceivedNotification:
+    """The retention.summary of a run, as a subscriber would read it, whether or not the run published it."""
+    note = retention_summary(result)
+    return ReceivedNotification(
+        subject=note.subject_line(),
+        event=note.event,
+        severity=note.severity,
+        text=note.text(),
+        document=json.loads(json.dumps(note.document(), default=str)),
+    )
+
+
 def answer_instead(
     client: BaseClient, operation: str, respond: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]
 ) -> None:
@@ -199,8 +212,9 @@ def test_expired_backups_are_deregistered_with_every_snapshot_they_owned(
         "RetentionErrors": 0,
         "OrphanSnapshotsDeleted": 0,
     }
-    # And one info summary lists the deleted AMIs
-    [summary] = summaries(stack)
+    # And nobody is mailed for routine deletions; the run's summary lists the deleted AMIs
+    assert summaries(stack) == []
+    summary = summary_of(result)
     assert summary.severity == "info"
     assert sorted(summary.document["regions"][0]["done"]["deleted"]["items"]) == sorted(expired)
     assert sorted(summary.document["regions"][0]["done"]["snapshots_deleted"]["items"]) == sorted(
@@ -262,7 +276,7 @@ def test_held_ami_is_kept_forever(fleet: Fleet, run: Runner, stack: MotoStack) -
     # Then the held AMI survives and is reported as held; its unheld sibling is deleted
     assert fleet.image_ids_of(web) == {*backups[:3], backups[4]}
     assert result.regions[0].deleted == [backups[3]]
-    assert summaries(stack)[0].document["regions"][0]["plan"]["held"]["items"] == [backups[4]]
+    assert summary_of(result).document["regions"][0]["plan"]["held"]["items"] == [backups[4]]
 
 
 def test_ami_in_use_by_an_instance_is_kept_unless_the_instance_is_terminated(
@@ -402,7 +416,7 @@ def test_pending_ami_is_never_touched_and_a_failed_one_is_cleaned_up(
     assert result.regions[0].failed_cleaned == [failed]
     assert not failed_snapshots & set(fleet.snapshots())
     assert result.metrics()["AmisDeleted"] == 1
-    counts = summaries(stack)[0].document["regions"][0]["counts"]
+    counts = summary_of(result).document["regions"][0]["counts"]
     assert (counts["pending"], counts["failed_cleaned"], counts["deleted"]) == (1, 1, 0)
 
 
@@ -427,7 +441,7 @@ def test_terminated_instance_is_recorded_once_and_follows_its_recorded_policy(
     assert fleet.image_ids_of(db) == set(backups[:2])
     assert tag_map(fleet.images()[backups[0]]["Tags"])[GONE_SINCE] == "2026-11-29T04:00:00Z"
     assert first.regions[0].tagged_gone == [backups[0]]
-    assert "newest backup kept until 2026-12-29T04:00:00Z" in summaries(stack)[0].text
+    assert "newest backup kept until 2026-12-29T04:00:00Z" in summary_of(first).text
     # When retention runs again the next day, nothing is re-recorded
     second = run(NOW + timedelta(days=1))
     assert second.regions[0].tagged_gone == []
@@ -517,7 +531,7 @@ def test_one_refused_deletion_does_not_stop_the_others_and_the_next_run_finishes
     assert sorted(str(error).split(":")[0] for error in region.errors) == sorted([throttled, stuck])
     assert result.metrics()["RetentionErrors"] == 2
     [summary] = summaries(stack)
-    assert summary.severity == "warning"
+    assert summary.severity == "error"
     assert "RequestLimitExceeded" in summary.text
     assert throttled in fleet.images() and stuck in fleet.snapshots()
     # When the refusals stop and the next run comes
@@ -544,8 +558,13 @@ def test_a_failing_region_is_reported_and_the_others_proceed(
     assert failed.error is not None and "UnauthorizedOperation" in failed.error
     assert healthy.deleted == [backups[3]]
     [summary] = summaries(stack)
-    assert summary.severity == "warning"
+    assert summary.severity == "error"
     assert "us-east-2: region failed" in summary.text
+    # And while the region keeps failing, it is mailed once a day, not on every hourly run
+    run(NOW + timedelta(hours=1), regions=("us-east-2", fleet.region))
+    assert summaries(stack) == []
+    run(NOW + timedelta(days=1, hours=1), regions=("us-east-2", fleet.region))
+    assert [note.severity for note in summaries(stack)] == ["error"]
 
 
 # --- dry run ----------------------------------------------------------------------------------------------
@@ -584,13 +603,12 @@ def test_dry_run_reports_the_plan_the_real_run_then_executes_and_changes_nothing
     would_sweep = sorted(item["snapshot_id"] for item in planned["orphan_snapshots"]["items"])
     assert preview["regions"][0]["deleted"] == 3 and preview["regions"][0]["failed_cleaned"] == 1
     # When the real tick for the same time is invoked
-    retention_fn.invoke(events["retention-tick.json"])
-    # Then exactly the previewed AMIs and snapshots are the ones deleted
-    [real] = summaries(stack)
-    done = real.document["regions"][0]["done"]
-    assert sorted(done["deleted"]["items"] + done["failed_cleaned"]["items"]) == would_delete
-    assert sorted(done["orphan_snapshots_deleted"]["items"]) == would_sweep
-    assert real.document["regions"][0]["plan"] == planned
+    real = retention_fn.invoke(events["retention-tick.json"])
+    # Then exactly the previewed AMIs and snapshots are the ones deleted, without a message to anyone
+    assert set(fleet.images()) == before[0] - set(would_delete)
+    assert not set(would_sweep) & set(fleet.snapshots())
+    assert (real["regions"][0]["deleted"], real["regions"][0]["failed_cleaned"]) == (3, 1)
+    assert summaries(stack) == []
 
 
 # --- weeks of daily backups -------------------------------------------------------------------------------
@@ -687,9 +705,8 @@ def test_handler_short_of_time_hands_the_same_tick_to_a_new_invocation_which_fin
     assert continuation == [
         {"scheduled_time": "2026-11-29T04:00:00+00:00", "execution_id": "tick-1", "dry_run": False}
     ]
-    [summary] = summaries(stack)
-    assert "continues in a new invocation" in summary.text
-    assert summary.document["complete"] is False
+    # And handing over is routine: nobody is mailed
+    assert summaries(stack) == []
     # When that invocation runs with a full budget
     second = retention_fn.invoke(continuation[0])
     # Then it finishes the job without redoing anything
@@ -714,7 +731,7 @@ def test_handler_whose_hand_over_is_refused_says_the_run_is_incomplete(
     assert result["continued"] is False
     assert result["regions"][0]["deleted"] == 1
     [summary] = summaries(stack)
-    assert summary.severity == "warning"
+    assert summary.severity == "error"
     assert "Incomplete: could not hand over to a new invocation" in summary.text
     assert "TooManyRequestsException" in summary.text
 
@@ -728,7 +745,7 @@ def test_handler_out_of_time_before_any_progress_does_not_hand_over_forever(
     assert result["continued"] is False
     assert continuation == []
     [summary] = summaries(stack)
-    assert summary.severity == "warning"
+    assert summary.severity == "error"
     assert "ran out of time before deleting anything" in summary.text
 
 
@@ -740,7 +757,7 @@ def test_handler_emits_the_retention_metrics(
     retention_fn.invoke({"scheduled_time": "2026-11-29T04:00:00Z"})
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     [metrics] = emf
-    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Amikeeper"
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Amikeeper/amikeeper"
     values = {
         name: metrics[name] for name in ("AmisExamined", "AmisDeleted", "SnapshotsDeleted", "KeptInUse")
     }

@@ -25,7 +25,16 @@ from amikeeper.gateways.ec2_lookup import LaunchedInstance
 from amikeeper.instance_events import TerminatedInstance, instance_terminated
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Event, Notification
-from amikeeper.planner import InvalidInstance, RegionPlan, Stack, build_work_item, planner_notifications
+from amikeeper.planner import (
+    InvalidInstance,
+    RegionCounts,
+    RegionPlan,
+    Stack,
+    backup_summary,
+    build_work_item,
+    document_invalid,
+    invalid_tag,
+)
 from amikeeper.policies import build_catalog
 from amikeeper.report import DailyReport, assess_region, report_notifications
 from amikeeper.retention import ItemError, RegionOutcome, RetentionResult
@@ -117,7 +126,12 @@ def planner_notes() -> list[Notification]:
         ],
     )
     failed = RegionPlan(region="eu-central-1", error="ClientError: RequestLimitExceeded")
-    return planner_notifications([plan, failed], broken, NOW)
+    assert broken.document_error is not None
+    return [
+        *(invalid_tag(invalid) for invalid in plan.invalid),
+        document_invalid(broken.document_error),
+        backup_summary([RegionCounts.of(plan), RegionCounts.of(failed)], NOW),
+    ]
 
 
 def worker_note() -> Notification:

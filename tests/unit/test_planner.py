@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo
 from amikeeper.gateways.ec2 import Image, Instance
 from amikeeper.planner import (
     InvalidInstance,
+    RegionCounts,
     RegionPlan,
     Stack,
+    backup_summary,
     index_backups,
+    invalid_tag,
     plan_region,
-    planner_notifications,
 )
 from amikeeper.policies import PolicyCatalog, build_catalog
 from amikeeper.tagkeys import TagKeys
@@ -66,6 +68,7 @@ def test_instance_without_a_backup_in_its_current_slot_is_due() -> None:
         "amikeeper:policy": "default",
         "amikeeper:trigger": "schedule",
         "amikeeper:slot": "2026-11-29T03:00:00Z",
+        "amikeeper:retain": "last=7",
     }
 
 
@@ -131,19 +134,39 @@ def test_aws_reserved_tags_are_never_copied_and_amikeeper_tags_cannot_be_overwri
     assert item.tags["amikeeper:policy"] == "default"
 
 
-def test_run_sends_one_invalid_notice_each_and_one_summary() -> None:
-    plan = RegionPlan(region="eu-west-1", seen=3, opted_in=1, enqueued=1)
-    plan.invalid.append(
-        InvalidInstance("eu-west-1", "i-00000000000000002", "db", "Backup", "platinum", "unknown policy")
+def test_invalid_tag_notice_names_the_instance_and_a_failing_region_makes_an_error_summary() -> None:
+    invalid = InvalidInstance(
+        "eu-west-1", "i-00000000000000002", "db", "Backup", "platinum", "unknown policy"
     )
+    plan = RegionPlan(region="eu-west-1", seen=3, opted_in=1, enqueued=1)
     failed = RegionPlan(region="us-east-1", error="EndpointConnectionError: boom")
-    notes = planner_notifications([plan, failed], catalog(), NOW)
-    assert [(note.event, note.severity) for note in notes] == [
-        ("policy.invalid", "warning"),
-        ("backup.summary", "error"),
-    ]
-    assert "i-00000000000000002" in notes[0].subject_line()
-    assert notes[1].payload["regions"][1]["error"] == "EndpointConnectionError: boom"
+    notice = invalid_tag(invalid)
+    summary = backup_summary([RegionCounts.of(plan), RegionCounts.of(failed)], NOW)
+    assert (notice.event, notice.severity) == ("policy.invalid", "warning")
+    assert "i-00000000000000002" in notice.subject_line()
+    assert (summary.event, summary.severity) == ("backup.summary", "error")
+    assert summary.payload["regions"][1]["error"] == "EndpointConnectionError: boom"
+
+
+def test_copy_tags_beyond_the_ami_tag_limit_are_left_out_and_named() -> None:
+    # Given CopyTags naming 48 keys the instance carries (EC2 allows 50 tags on an AMI)
+    keys = tuple(f"Cost{index:02d}" for index in range(48))
+    stack = Stack("amikeeper", TagKeys("Backup"), keys)
+    fleet = [instance("i-00000000000000001", Backup="true", Name="web", **dict.fromkeys(keys, "x" * 300))]
+    # When the planner plans the instance
+    plan = plan_region("eu-west-1", fleet, {}, catalog(), stack, NOW)
+    # Then the AMI's tags fit EC2's limit with room to spare, amikeeper's own are all there,
+    [item] = plan.due
+    assert len(item.tags) <= 50 - 10
+    assert {"amikeeper:managed-by", "amikeeper:retain", "amikeeper:slot", "Name"} <= set(item.tags)
+    # copied values are cut to EC2's 256 characters, and the keys left out are named for the summary
+    assert {len(value) for key, value in item.tags.items() if key.startswith("Cost")} == {256}
+    dropped = plan.dropped_tags["i-00000000000000001"]
+    assert len(dropped) + sum(key.startswith("Cost") for key in item.tags) == 48
+    summary = backup_summary([RegionCounts.of(plan)], NOW)
+    assert summary.severity == "warning"
+    assert summary.payload["tags_not_copied"] == sorted(dropped)
+    assert dropped[0] in summary.text()
 
 
 def test_schedule_with_no_slot_yet_is_reported_and_skipped() -> None:

@@ -416,11 +416,11 @@ def test_summary_is_info_with_a_row_per_region_and_the_ids_per_outcome() -> None
     assert f"{web[4].image_id} kept in use by launch configuration lc-1" in note.text()
 
 
-def test_summary_with_errors_is_a_warning_and_names_them() -> None:
+def test_summary_with_errors_is_an_error_and_names_them() -> None:
     region = outcome_with([], errors=[ItemError("ami-0abc", "DeregisterImage", "RequestLimitExceeded")])
     failed_region = RegionOutcome("us-east-2", error="ClientError: UnauthorizedOperation")
     note = retention_summary(RetentionResult(NOW, False, (region, failed_region)))
-    assert note.severity == "warning"
+    assert note.severity == "error"
     assert note.subject.endswith(", 2 error(s)")
     assert "eu-west-1: ami-0abc: DeregisterImage: RequestLimitExceeded" in note.text()
     assert "us-east-2: region failed: ClientError: UnauthorizedOperation" in note.text()

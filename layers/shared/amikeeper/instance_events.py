@@ -17,11 +17,12 @@ that cannot be acted on (only AWS failures propagate, so EventBridge retries the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from amikeeper.backups import newest_available, recorded_retention
 from amikeeper.ec2_events import InstanceStateChange
 from amikeeper.gateways.ec2 import Image
 from amikeeper.gateways.ec2_lookup import Ec2Lookup, LaunchedInstance, ec2_lookup
@@ -31,14 +32,7 @@ from amikeeper.idempotency import OncePerKey
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Notification
 from amikeeper.planner import Stack, build_work_item
-from amikeeper.policies import (
-    DEFAULT_POLICY,
-    FALSE_WORDS,
-    InvalidTag,
-    Policy,
-    PolicyCatalog,
-    resolve_policy,
-)
+from amikeeper.policies import FALSE_WORDS, InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.runtime import Runtime
 
 STOPPED = "stopped"
@@ -148,7 +142,7 @@ def _on_terminating(event: InstanceStateChange, deps: InstanceEventDeps) -> Inst
     backups = list(lookup.backups_of(deps.stack.name, instance.instance_id))
     if not backups and not opted_in(instance, deps.stack):
         return _ignored(event, "instance is not opted in and has no backups of this stack")
-    policy = recorded_policy(backups, deps.catalog()) if backups else None
+    recorded = recorded_retention(backups, deps.catalog()) if backups else None
     notice = instance_terminated(
         TerminatedInstance(
             region=event.region,
@@ -158,8 +152,9 @@ def _on_terminating(event: InstanceStateChange, deps: InstanceEventDeps) -> Inst
             terminated_at=event.time,
             newest=newest_available(backups),
             available_backups=sum(1 for image in backups if image.state == "available"),
-            policy=policy.name if policy else None,
-            retention=str(policy.retention) if policy else None,
+            policy=recorded.policy if recorded else None,
+            retention=str(recorded.rules) if recorded and recorded.rules else None,
+            retention_source=recorded.source if recorded else None,
             orphan_grace_days=deps.orphan_grace_days,
         )
     )
@@ -193,25 +188,6 @@ def opted_in(instance: LaunchedInstance, stack: Stack) -> bool:
     return value is not None and value.strip().lower() not in FALSE_WORDS
 
 
-def newest_available(images: Iterable[Image]) -> Image | None:
-    available = [image for image in images if image.state == "available"]
-    return max(available, key=lambda image: (image.backup_time, image.image_id), default=None)
-
-
-def recorded_policy(backups: Sequence[Image], catalog: PolicyCatalog) -> Policy | None:
-    """The policy retention applies once the instance is gone: the one recorded on its newest backup
-    (the default when none is recorded or it no longer exists); None when it cannot be known."""
-    if not backups:
-        return None
-    newest = max(backups, key=lambda image: (image.backup_time, image.image_id))
-    recorded = (newest.policy or "").strip().lower()
-    if recorded in catalog.named:
-        return catalog.named[recorded]
-    if recorded and recorded != DEFAULT_POLICY and catalog.document_error is not None:
-        return None
-    return catalog.default
-
-
 def _ignored(event: InstanceStateChange, message: str) -> InstanceEventOutcome:
     return InstanceEventOutcome(
         action="ignored",
@@ -234,6 +210,7 @@ class TerminatedInstance:
     policy: str | None
     retention: str | None
     orphan_grace_days: int
+    retention_source: str | None = None
 
     @property
     def newest_kept_until(self) -> datetime:
@@ -257,8 +234,15 @@ def instance_terminated(facts: TerminatedInstance) -> Notification:
     if newest is None:
         keeping = "nothing to keep"
     else:
-        keeping = f"newest at least until {kept_until} (OrphanGraceDays={facts.orphan_grace_days})" + (
-            f", then by retention {facts.retention!r} (policy {facts.policy})" if facts.retention else ""
+        rule = (
+            f"retention {facts.retention!r} ({facts.retention_source})"
+            if facts.retention
+            else "no readable retention, so they are left alone"
+        )
+        keeping = (
+            f"until {kept_until} (OrphanGraceDays={facts.orphan_grace_days}) its backups follow {rule} and the "
+            f"newest is never deleted; after that they age out under the same rules, counted back from "
+            f"then, so all are deleted in time unless held or in use"
         )
     rows = [
         ["field", "value"],
@@ -291,6 +275,7 @@ def instance_terminated(facts: TerminatedInstance) -> Notification:
             "available_backups": facts.available_backups,
             "policy": facts.policy,
             "retention": facts.retention,
+            "retention_source": facts.retention_source,
             "orphan_grace_days": facts.orphan_grace_days,
             "newest_kept_until": kept_until if newest else None,
         },

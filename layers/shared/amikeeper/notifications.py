@@ -7,8 +7,10 @@ subscription filter, e.g. email only ``severity=error``.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,3 +78,18 @@ def render_table(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
     rendered.insert(1, "  ".join("-" * width for width in widths))
     return rendered
+
+
+def condition_key(kind: str, parts: Iterable[str]) -> str:
+    """A key for "the same condition": equal while the same things are wrong, whatever the counts or ids.
+
+    The notice ledger sends a persistent condition once a day under this key.
+    """
+    joined = "|".join(sorted(set(parts)))
+    return f"{kind}#{hashlib.sha256(joined.encode()).hexdigest()[:16]}"
+
+
+def error_kind(error: str) -> str:
+    """The stable part of an error text: the AWS error code in parentheses, else the text before a colon."""
+    code = re.search(r"\(([A-Za-z0-9.]+)\)", error)
+    return code.group(1) if code else error.split(":", 1)[0].strip()

@@ -19,12 +19,16 @@ before it runs out, so that many regions, or one very large region, finish in on
   again, plans it at the same tick time and queues only the instances after that id: every due
   instance is queued once, none is skipped. (One launched meanwhile with a smaller id is not due in
   this continuation; the next tick, at most ``PlannerRate`` minutes later, queues it.)
-- The finished regions' counts travel with the continuation, so a run still ends with one
-  ``backup.summary``, sent by the invocation that finishes. ``policy.invalid`` notices go out from the
-  invocation that planned the region, at most once a day for the same tag and value (the notice
-  ledger); a malformed policy document is reported by the first.
-- An invocation that made no progress does not hand off (it would loop): the summary names the regions
-  left undone, and the next tick plans them again. So does a hand-off that Lambda refuses.
+- The finished regions' counts travel with the continuation, so the invocation that finishes sees the
+  whole tick. ``policy.invalid`` notices go out from the invocation that planned the region, at most once
+  a day for the same tag and value (the notice ledger); a malformed policy document is reported by the
+  first, at most once a day while it stays the same.
+- An invocation that made no progress does not hand off (it would loop): the regions left undone count
+  as failed, and the next tick plans them again. So does a hand-off that Lambda refuses.
+
+Notifications: a tick that queued its due backups without a problem publishes nothing (the daily report
+is the message people read). A ``backup.summary`` goes out only for a failing region or for copied tags
+left out, at most once a day while the same condition lasts.
 
 Nothing is lost when the planner stops anywhere: it keeps no state of its own, an instance stays due
 until its AMI exists, and the worker treats a second work item for the same AMI name as success.
@@ -40,21 +44,25 @@ from itertools import islice
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from amikeeper.backups import EC2_TAG_LIMIT, BackupTags, backup_tags
 from amikeeper.events import ScheduledTick
 from amikeeper.gateways.ec2 import Ec2Gateway, Image, Instance
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import BATCH, EnqueueError, WorkQueue
 from amikeeper.naming import MAX_ATTEMPT, Trigger, ami_description, ami_name, format_slot
-from amikeeper.notifications import Notification
+from amikeeper.notifications import Notification, condition_key, error_kind
 from amikeeper.policies import InvalidTag, Policy, PolicyCatalog, resolve_policy
 from amikeeper.schedules import ScheduleError
 from amikeeper.tagkeys import TagKeys
-from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, WorkItem
+from amikeeper.work import WorkItem
 
 # The same invalid tag is reported once a day, not on every planner tick (a mail storm otherwise);
-# every run's backup.summary still counts it, and a changed value is reported at once.
+# a changed value is reported at once.
 INVALID_TAG_MEMORY = timedelta(days=1)
+# A persistent condition (a failing region, a malformed policy document, tags left out) is worth one
+# message a day while it lasts.
+PERSISTENT_NOTICE_MEMORY = timedelta(days=1)
 # Reading a region of 10,000 instances and their AMIs takes tens of seconds against EC2.
 REGION_RESERVE_MS = 60_000
 # Enough to publish the notices and make the asynchronous Invoke that hands the rest on.
@@ -81,6 +89,8 @@ class RegionPlan:
     invalid: list[InvalidInstance] = field(default_factory=list)
     enqueued: int = 0
     error: str | None = None
+    # Copied tag keys some AMI had no room for (EC2's 50-tag limit), by instance.
+    dropped_tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,26 +121,22 @@ def build_work_item(
         trigger=trigger,
         slot=slot,
         policy=policy.name,
-        tags=backup_tags(instance, policy, stack=stack, trigger=trigger, slot=slot),
+        tags=_tags_of(instance, policy, stack, trigger, slot).tags,
     )
 
 
-def backup_tags(
-    instance: Instance, policy: Policy, *, stack: Stack, trigger: Trigger, slot: datetime
-) -> dict[str, str]:
-    """SPEC §5: the instance's Name and CopyTags, then amikeeper's own keys, which always win."""
-    copied = {
-        key: value
-        for key, value in instance.tags.items()
-        if (key == "Name" or key in stack.copy_tags) and not key.lower().startswith("aws:")
-    }
-    return copied | {
-        MANAGED_BY: stack.name,
-        INSTANCE_ID: instance.instance_id,
-        POLICY: policy.name,
-        TRIGGER: trigger,
-        SLOT: format_slot(slot),
-    }
+def _tags_of(
+    instance: Instance, policy: Policy, stack: Stack, trigger: Trigger, slot: datetime
+) -> BackupTags:
+    return backup_tags(
+        instance.tags,
+        stack.copy_tags,
+        stack_name=stack.name,
+        instance_id=instance.instance_id,
+        policy=policy,
+        trigger=trigger,
+        slot=slot,
+    )
 
 
 @dataclass
@@ -206,11 +212,13 @@ def plan_region(
             plan.not_due += 1
             continue
         attempt = min((failed or {}).get((instance.instance_id, slot), 0), MAX_ATTEMPT)
-        plan.due.append(
-            build_work_item(
-                instance, policy, region=region, stack=stack, trigger="schedule", slot=slot, attempt=attempt
-            )
+        item = build_work_item(
+            instance, policy, region=region, stack=stack, trigger="schedule", slot=slot, attempt=attempt
         )
+        plan.due.append(item)
+        dropped = _tags_of(instance, policy, stack, "schedule", slot).dropped
+        if dropped:
+            plan.dropped_tags[instance.instance_id] = dropped
     return plan
 
 
@@ -256,6 +264,7 @@ class RegionCounts(BaseModel):
     not_due: int = Field(default=0, ge=0)
     invalid: int = Field(default=0, ge=0)
     error: str | None = None
+    dropped_tags: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, plan: RegionPlan) -> RegionCounts:
@@ -268,6 +277,7 @@ class RegionCounts(BaseModel):
             not_due=plan.not_due,
             invalid=len(plan.invalid),
             error=plan.error,
+            dropped_tags=tuple(sorted({key for keys in plan.dropped_tags.values() for key in keys})),
         )
 
 
@@ -313,10 +323,6 @@ class PlannerRun:
     rows: list[RegionCounts]
     handed_off: Continuation | None = None
     hand_off_error: str | None = None
-
-    @property
-    def summary_sent(self) -> bool:
-        return self.handed_off is None
 
     def response(self) -> dict[str, object]:
         return {
@@ -368,7 +374,9 @@ def run_planner(
     notes: list[Notification] = []
     stop = _plan_regions(to_do, resume, now, catalog, stack, deps, budget, run, notes)
     if continuation is None and catalog.document_error is not None:
-        notes.append(_document_notification(catalog.document_error))
+        key = condition_key("policy.invalid#document", [catalog.document_error])
+        if deps.ledger.first_time(key, now, PERSISTENT_NOTICE_MEMORY):
+            notes.append(document_invalid(catalog.document_error))
     if stop is not None:
         following = Continuation(
             regions=tuple(stop.regions),
@@ -383,9 +391,22 @@ def run_planner(
             return run
         run.rows.extend(_undone_rows(stop, run.hand_off_error))
     hand_offs = continuation.hand_offs if continuation else 0
-    notes.append(_summary(run.rows, now, hand_offs=hand_offs))
+    noteworthy = _noteworthy(run.rows)
+    if noteworthy and deps.ledger.first_time(noteworthy, now, PERSISTENT_NOTICE_MEMORY):
+        notes.append(backup_summary(run.rows, now, hand_offs=hand_offs))
     _publish(deps.notifier, notes)
     return run
+
+
+def _noteworthy(rows: Sequence[RegionCounts]) -> str:
+    """What makes a run worth a message, as a key that stays the same while the condition does.
+
+    A run that queued its due backups and met no problem publishes nothing: the daily report is what a
+    person reads. A failing region or copied tags left out are worth one message a day while they last.
+    """
+    parts = [f"{row.region}:error:{error_kind(row.error)}" for row in rows if row.error]
+    parts += [f"{row.region}:dropped:{','.join(row.dropped_tags)}" for row in rows if row.dropped_tags]
+    return condition_key("backup.summary", parts) if parts else ""
 
 
 def _plan_regions(
@@ -410,7 +431,7 @@ def _plan_regions(
         slowest_read_ms = max(slowest_read_ms, started_ms - budget.remaining_ms())
         if resumed is None:
             notes.extend(
-                _invalid_tag_notification(invalid)
+                invalid_tag(invalid)
                 for invalid in plan.invalid
                 if deps.ledger.first_time(_invalid_key(invalid), now, INVALID_TAG_MEMORY)
             )
@@ -541,18 +562,7 @@ def _publish(notifier: Notifier, notes: Iterable[Notification]) -> None:
 
 
 # --- notifications ----------------------------------------------------------------------------------
-def planner_notifications(
-    plans: Sequence[RegionPlan], catalog: PolicyCatalog, now: datetime
-) -> list[Notification]:
-    """One policy.invalid per invalid instance, the malformed document once, one backup.summary."""
-    notes = [_invalid_tag_notification(invalid) for plan in plans for invalid in plan.invalid]
-    if catalog.document_error is not None:
-        notes.append(_document_notification(catalog.document_error))
-    notes.append(_summary([RegionCounts.of(plan) for plan in plans], now))
-    return notes
-
-
-def _document_notification(reason: str) -> Notification:
+def document_invalid(reason: str) -> Notification:
     return Notification(
         event="policy.invalid",
         severity="error",
@@ -567,7 +577,7 @@ def _invalid_key(invalid: InvalidInstance) -> str:
     return f"policy.invalid#{invalid.region}#{invalid.instance_id}#{invalid.tag}#{invalid.value}"
 
 
-def _invalid_tag_notification(invalid: InvalidInstance) -> Notification:
+def invalid_tag(invalid: InvalidInstance) -> Notification:
     label = f"{invalid.instance_id} ({invalid.name})" if invalid.name else invalid.instance_id
     return Notification(
         event="policy.invalid",
@@ -587,7 +597,7 @@ def _invalid_tag_notification(invalid: InvalidInstance) -> Notification:
     )
 
 
-def _summary(rows: Sequence[RegionCounts], now: datetime, *, hand_offs: int = 0) -> Notification:
+def backup_summary(rows: Sequence[RegionCounts], now: datetime, *, hand_offs: int = 0) -> Notification:
     table = [["region", "seen", "opted in", "due", "queued", "not due", "invalid", "error"]]
     for row in rows:
         table.append(
@@ -603,21 +613,30 @@ def _summary(rows: Sequence[RegionCounts], now: datetime, *, hand_offs: int = 0)
             ]
         )
     failed = [row for row in rows if row.error]
+    dropped = sorted({key for row in rows for key in row.dropped_tags})
     queued = sum(row.enqueued for row in rows)
     where = ", ".join(row.region for row in rows)
     spread = (
         f" in {hand_offs + 1} invocations (it ran short of time {hand_offs} time(s))" if hand_offs else ""
     )
+    left_out = (
+        f" These instance tags named in CopyTags were not copied onto some backups, because an AMI "
+        f"holds at most {EC2_TAG_LIMIT} tags and amikeeper's own always fit: {', '.join(dropped)}."
+        if dropped
+        else ""
+    )
     return Notification(
         event="backup.summary",
-        severity="error" if failed else "info",
+        severity="error" if failed else "warning",
         subject=f"amikeeper: {queued} backup(s) queued in {where}"
-        + (f", {len(failed)} region(s) failed" if failed else ""),
-        summary=f"Planner run at {format_slot(now)}: {queued} backup(s) queued{spread}.",
+        + (f", {len(failed)} region(s) failed" if failed else ", some tags not copied"),
+        summary=f"Planner run at {format_slot(now)}: {queued} backup(s) queued{spread}.{left_out}"
+        " The same condition is reported again tomorrow if it lasts.",
         table=table,
         payload={
             "time": format_slot(now),
             "regions": [row.model_dump(include=_SUMMARY_FIELDS) for row in rows],
+            "tags_not_copied": dropped,
         },
     )
 

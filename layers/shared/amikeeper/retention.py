@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,8 +31,10 @@ from amikeeper.gateways.ec2_retention import (
     Snapshot,
     SnapshotDeletion,
 )
+from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.naming import format_slot
+from amikeeper.notifications import condition_key, error_kind
 from amikeeper.pacing import TokenBucket
 from amikeeper.policies import PolicyCatalog
 
@@ -49,6 +51,9 @@ from amikeeper.retention_plan import (
     plan_region,
 )
 from amikeeper.retention_summary import region_counts, retention_summary
+
+# A region retention cannot read or delete in is mailed once a day while it lasts.
+PROBLEM_MEMORY = timedelta(days=1)
 
 
 # --- reading a region -------------------------------------------------------------------------------
@@ -291,6 +296,7 @@ def _record_snapshot(result: SnapshotDeletion, deleted: list[str], outcome: Regi
 class RetentionDeps:
     gateways: Callable[[str], RegionGateways]
     notifier: Notifier
+    ledger: NoticeLedger
 
 
 def retention_deps(
@@ -309,7 +315,7 @@ def retention_deps(
             autoscaling=AutoScalingGateway(clients.autoscaling(region)),
         )
 
-    return RetentionDeps(gateways=gateways, notifier=runtime.notifier)
+    return RetentionDeps(gateways=gateways, notifier=runtime.notifier, ledger=runtime.ledger)
 
 
 @dataclass(frozen=True)
@@ -327,6 +333,14 @@ class RetentionResult:
     @property
     def error_count(self) -> int:
         return sum(region.error_count for region in self.regions) + (1 if self.continuation_error else 0)
+
+    def problems(self) -> str:
+        """A key naming what went wrong (regions, error codes), equal while the same things fail; "" if none."""
+        parts = [f"{r.region}:region:{error_kind(r.error)}" for r in self.regions if r.error]
+        parts += [f"{r.region}:{e.action}:{error_kind(e.message)}" for r in self.regions for e in r.errors]
+        if self.continuation_error:
+            parts.append(f"incomplete:{self.continuation_error}")
+        return condition_key("retention.summary", parts) if parts else ""
 
     @property
     def planned_deletions(self) -> int:
@@ -389,7 +403,11 @@ def run_retention(
         else:
             continuation_error = "ran out of time before deleting anything; the next scheduled run goes on"
     result = RetentionResult(now, dry_run, tuple(outcomes), continued, continuation_error)
-    deps.notifier.publish(retention_summary(result))
+    # Deleting what expired is routine and the daily report is what people read: a real run speaks only
+    # when something failed, once a day while the same thing keeps failing. A dry run was asked for.
+    problems = result.problems()
+    if dry_run or (problems and deps.ledger.first_time(problems, now, PROBLEM_MEMORY)):
+        deps.notifier.publish(retention_summary(result))
     return result
 
 

@@ -4,13 +4,16 @@ Guards, whatever a retention expression says:
 
 - only AMIs tagged ``amikeeper:managed-by`` = this stack are ever listed (a server-side filter), and
   only snapshots with that tag are deleted;
-- ``<OptInTagKey>:Hold`` = true (trimmed, any case; yes and on too) keeps an AMI; pending AMIs are
-  never touched; failed ones are removed;
+- ``<OptInTagKey>:Hold`` = true (trimmed, any case; yes and on too) keeps an AMI, under the current
+  opt-in key or an earlier one (amikeeper.backups.is_held); pending AMIs are never touched; failed ones
+  are removed;
 - an AMI used by an instance (not terminated), the ``$Default`` or ``$Latest`` version of a launch
   template or a launch configuration is kept and reported as kept-in-use;
 - the newest available backup of an instance is kept, until ``OrphanGraceDays`` after retention first
   noticed the instance gone (recorded on that AMI as ``amikeeper:instance-gone-since``); after that its
-  backups age out (the rules are counted back from now, see amikeeper.retention_rules.select).
+  backups age out (the rules are counted back from now, see amikeeper.retention_rules.select);
+- an instance that is gone or no longer opted in keeps the retention recorded on its newest backup
+  (``amikeeper:retain``), so a ``Backup:Retain`` override outlives the instance.
 """
 
 from __future__ import annotations
@@ -21,16 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from amikeeper.backups import is_held, newest_available, recorded_retention
 from amikeeper.gateways.ec2 import Image
 from amikeeper.gateways.ec2_retention import (
     InstanceRecord,
     Snapshot,
 )
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
-from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, InvalidTag, Policy, PolicyCatalog, resolve_policy
-from amikeeper.retention_rules import Backup, BackupState, select
+from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
+from amikeeper.retention_rules import Backup, BackupState, RetentionRules, select
 from amikeeper.tagkeys import TagKeys
-from amikeeper.work import POLICY
 
 if TYPE_CHECKING:
     from amikeeper.config import Settings
@@ -205,7 +208,8 @@ class _GroupPlan:
 
 @dataclass(frozen=True)
 class _PolicyChoice:
-    policy: Policy | None  # None: the group is skipped, only failed AMIs are cleaned up
+    rules: RetentionRules | None  # None: the group is skipped, only failed AMIs are cleaned up
+    policy: str | None
     status: InstanceStatus
     note: str | None = None
 
@@ -219,7 +223,7 @@ def _plan_group(
     now: datetime,
 ) -> _GroupPlan:
     choice = _choose_policy(instance_id, images, facts.instances, catalog, config.tag_keys)
-    newest = _newest_available(images)
+    newest = newest_available(images)
     gone_since: datetime | None = None
     tag: GoneSinceTag | None = None
     protect_newest = True
@@ -242,19 +246,19 @@ def _plan_group(
     instance = InstanceRetention(
         instance_id=instance_id,
         status=choice.status,
-        policy=choice.policy.name if choice.policy else None,
-        expression=str(choice.policy.retention) if choice.policy else None,
+        policy=choice.policy if choice.rules else None,
+        expression=str(choice.rules) if choice.rules else None,
         newest_protected=protect_newest and newest is not None,
         gone_since=gone_since,
         note=note,
     )
-    if choice.policy is None:
+    if choice.rules is None:
         return _GroupPlan(
             [_skipped(image, choice.note or "skipped", facts) for image in images], instance, tag
         )
     # Past the grace, no backup will ever come again: the rules count back from now, so they age out.
     ages_out_from = now if gone_since is not None and not protect_newest else None
-    verdicts = _judge(images, choice.policy, catalog, config, facts, protect_newest, ages_out_from)
+    verdicts = _judge(images, choice.rules, catalog, config, facts, protect_newest, ages_out_from)
     return _GroupPlan(verdicts, instance, tag)
 
 
@@ -266,7 +270,9 @@ def _choose_policy(
     keys: TagKeys,
 ) -> _PolicyChoice:
     if instance_id is None:
-        return _PolicyChoice(None, "unknown", "AMIs without an amikeeper:instance-id tag are left alone")
+        return _PolicyChoice(
+            None, None, "unknown", "AMIs without an amikeeper:instance-id tag are left alone"
+        )
     instance = instances.get(instance_id)
     if instance is None or instance.gone:
         return _recorded_policy(images, catalog, "gone")
@@ -275,42 +281,28 @@ def _choose_policy(
     except InvalidTag as invalid:
         return _PolicyChoice(
             None,
+            None,
             "live",
             f"left alone: tag {invalid.tag}={invalid.value!r} is invalid ({invalid.reason})",
         )
     if policy is None:
         return _recorded_policy(images, catalog, "not opted in")
-    return _PolicyChoice(policy, "live")
+    return _PolicyChoice(policy.retention, policy.name, "live")
 
 
 def _recorded_policy(images: list[Image], catalog: PolicyCatalog, status: InstanceStatus) -> _PolicyChoice:
-    """The policy recorded on the newest backup: all there is to go by once the instance's tags are not."""
-    newest = max(images, key=lambda image: (image.backup_time, image.image_id))
-    recorded = (newest.tags.get(POLICY) or "").strip().lower()
-    notes = (
-        ["no longer opted in; its backups follow the policy recorded on them"]
-        if status == "not opted in"
-        else []
-    )
-    policy: Policy | None = catalog.default
-    if not recorded:
-        notes.append(f"no policy recorded on {newest.image_id}; the default policy applies")
-    elif recorded in catalog.named:
-        policy = catalog.named[recorded]
-    elif recorded != DEFAULT_POLICY and catalog.document_error is not None:
-        policy = None
-        notes.append(
-            f"left alone: its recorded policy {recorded!r} cannot be read "
-            f"(named policies unavailable: {catalog.document_error})"
-        )
-    elif recorded != DEFAULT_POLICY:
-        notes.append(f"recorded policy {recorded!r} no longer exists; the default policy applies")
-    return _PolicyChoice(policy, status, "; ".join(notes) or None)
+    """The retention recorded on the newest backup: all there is to go by once the instance's tags are not."""
+    recorded = recorded_retention(images, catalog)
+    notes = [f"its backups follow the retention {recorded.source}"]
+    if status == "not opted in":
+        notes.insert(0, "no longer opted in")
+    notes.extend(recorded.notes)
+    return _PolicyChoice(recorded.rules, recorded.policy, status, "; ".join(notes))
 
 
 def _judge(
     images: list[Image],
-    policy: Policy,
+    rules: RetentionRules,
     catalog: PolicyCatalog,
     config: RetentionConfig,
     facts: RegionFacts,
@@ -323,7 +315,7 @@ def _judge(
             image_id=image.image_id,
             created=image.backup_time,
             state=_backup_state(image.state),
-            held=_held(image, config.tag_keys),
+            held=is_held(image.tags),
             # A failed AMI can launch nothing, whatever still names it: it is removed all the same.
             in_use=image.state != "failed" and image.image_id in facts.in_use,
         )
@@ -332,7 +324,7 @@ def _judge(
     decisions = {
         decision.image_id: decision
         for decision in select(
-            backups, policy.retention, catalog.time_zone, protect_newest=protect_newest, as_of=ages_out_from
+            backups, rules, catalog.time_zone, protect_newest=protect_newest, as_of=ages_out_from
         )
     }
     verdicts = []
@@ -384,16 +376,6 @@ def _verdict(image: Image, outcome: Outcome, reasons: tuple[str, ...], facts: Re
         snapshot_ids=image.snapshot_ids,
         used_by=facts.in_use.get(image.image_id, ()),
     )
-
-
-def _held(image: Image, keys: TagKeys) -> bool:
-    value = image.tags.get(keys.hold)
-    return value is not None and value.strip().lower() in TRUE_WORDS
-
-
-def _newest_available(images: list[Image]) -> Image | None:
-    available = [image for image in images if image.state == "available"]
-    return max(available, key=lambda image: (image.backup_time, image.image_id)) if available else None
 
 
 def _recorded_gone_since(images: list[Image]) -> datetime | None:

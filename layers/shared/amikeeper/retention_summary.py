@@ -187,7 +187,8 @@ def retention_summary(result: RetentionResult) -> Notification:
     for cap in (None, 200, 50, 10, 0):
         notification = Notification(
             event="retention.summary",
-            severity="warning" if errors else "info",
+            # A region retention cannot read, or AMIs it could not delete: storage and risk pile up unseen.
+            severity="error" if errors else "info",
             subject=subject,
             summary=_summary_text(result),
             table=table,

@@ -10,13 +10,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Trigger = Literal["schedule", "stop", "manual"]
+from amikeeper.naming import Trigger
 
 MANAGED_BY = "amikeeper:managed-by"
 INSTANCE_ID = "amikeeper:instance-id"
 POLICY = "amikeeper:policy"
 TRIGGER = "amikeeper:trigger"
 SLOT = "amikeeper:slot"
+# The retention expression in force when the backup was made: it governs the backup once its instance is
+# gone or opted out, when the instance's own tags can no longer say.
+RETAIN = "amikeeper:retain"
 
 
 class WorkItem(BaseModel):

@@ -2,7 +2,8 @@
 
 One conditional PutItem in the stack's idempotency table (partition key ``id``, TTL attribute
 ``expiration``) answers "is this the first time within the memory window?". DynamoDB's TTL removes
-old entries lazily, so an expired entry still present counts as absent.
+old entries lazily, so an expired entry still present counts as absent; one that expires this very moment
+has expired (a daily tick 24 hours later is "the next day").
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class NoticeLedger:
                     "id": {"S": PREFIX + key},
                     "expiration": {"N": str(int((now + memory).timestamp()))},
                 },
-                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
             )
         except ClientError as error:

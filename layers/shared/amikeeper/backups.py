@@ -1,0 +1,144 @@
+"""Rules about an instance's backups that retention, the termination notice and the planner share. Pure.
+
+- which backup is the newest one that can be restored from;
+- whether an AMI is under legal hold;
+- which retention governs the backups of an instance that is gone or no longer opted in: the expression
+  recorded on its newest backup (``amikeeper:retain``), so a ``Backup:Retain`` override outlives the
+  instance and its tags;
+- which tags a backup carries (SPEC §5), within EC2's limit of 50 tags a resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from amikeeper.naming import Trigger, format_slot
+from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, Policy, PolicyCatalog
+from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
+from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, RETAIN, SLOT, TRIGGER
+
+HOLD_SUFFIX = ":hold"
+# EC2 allows 50 tags on an AMI or snapshot. amikeeper's own keys, the ones it adds later (gone-since),
+# an operator's hold and room for the keys of coming features are reserved; the copied ones share the rest.
+EC2_TAG_LIMIT = 50
+RESERVED_TAGS = 20
+MAX_COPIED_TAGS = EC2_TAG_LIMIT - RESERVED_TAGS
+TAG_VALUE_MAX = 256
+
+
+class BackupImage(Protocol):
+    """What these rules need of an AMI (amikeeper.gateways.ec2.Image has it)."""
+
+    @property
+    def image_id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def backup_time(self) -> datetime: ...
+
+
+ImageT = TypeVar("ImageT", bound=BackupImage)
+
+
+def newest(images: Iterable[ImageT]) -> ImageT | None:
+    return max(images, key=lambda image: (image.backup_time, image.image_id), default=None)
+
+
+def newest_available(images: Iterable[ImageT]) -> ImageT | None:
+    return newest(image for image in images if image.state == "available")
+
+
+def is_held(tags: Mapping[str, str]) -> bool:
+    """A legal hold: ``<OptInTagKey>:Hold`` = true (yes, on), under the current opt-in key or any earlier one.
+
+    Any key ending in ``:Hold`` counts, so that changing the stack's OptInTagKey never releases a hold
+    placed under the old key. The mistake this allows is keeping an AMI, never deleting one.
+    """
+    return any(
+        key.strip().lower().endswith(HOLD_SUFFIX) and value.strip().lower() in TRUE_WORDS
+        for key, value in tags.items()
+    )
+
+
+@dataclass(frozen=True)
+class RecordedRetention:
+    """The retention that governs an instance's backups once its own tags no longer can."""
+
+    rules: RetentionRules | None  # None: it cannot be known, the backups are left alone
+    policy: str | None
+    source: str  # how it was found, for people: "recorded on ami-…", "policy gold", …
+    notes: tuple[str, ...] = ()
+
+
+def recorded_retention(images: Sequence[BackupImage], catalog: PolicyCatalog) -> RecordedRetention:
+    """The expression recorded on the newest backup; for backups made before it was recorded, the
+    policy recorded there (or the default one when that policy is gone)."""
+    latest = newest(images)
+    if latest is None:
+        return RecordedRetention(catalog.default.retention, DEFAULT_POLICY, "the default policy")
+    policy = (latest.tags.get(POLICY) or "").strip().lower() or None
+    expression = latest.tags.get(RETAIN)
+    notes: list[str] = []
+    if expression is not None:
+        try:
+            return RecordedRetention(
+                parse_retention(expression), policy, f"recorded on {latest.image_id}: {expression.strip()!r}"
+            )
+        except RetentionError as error:
+            notes.append(f"retention recorded on {latest.image_id} is unreadable ({error})")
+    if policy is None:
+        notes.append(f"no policy recorded on {latest.image_id}; the default policy applies")
+        return RecordedRetention(
+            catalog.default.retention, DEFAULT_POLICY, "the default policy", tuple(notes)
+        )
+    if policy in catalog.named:
+        return RecordedRetention(catalog.named[policy].retention, policy, f"policy {policy}", tuple(notes))
+    if policy != DEFAULT_POLICY and catalog.document_error is not None:
+        notes.append(
+            f"left alone: its recorded policy {policy!r} cannot be read "
+            f"(named policies unavailable: {catalog.document_error})"
+        )
+        return RecordedRetention(None, policy, "unknown", tuple(notes))
+    if policy != DEFAULT_POLICY:
+        notes.append(f"recorded policy {policy!r} no longer exists; the default policy applies")
+    return RecordedRetention(catalog.default.retention, DEFAULT_POLICY, "the default policy", tuple(notes))
+
+
+@dataclass(frozen=True)
+class BackupTags:
+    tags: dict[str, str]
+    dropped: tuple[str, ...] = ()  # copied keys left out because the AMI has no room for them
+
+
+def backup_tags(
+    instance_tags: Mapping[str, str],
+    copy_tags: Sequence[str],
+    *,
+    stack_name: str,
+    instance_id: str,
+    policy: Policy,
+    trigger: Trigger,
+    slot: datetime,
+) -> BackupTags:
+    """SPEC §5: the instance's Name and CopyTags (in that order, at most MAX_COPIED_TAGS, values cut to
+    EC2's 256 characters), then amikeeper's own keys, which always fit and always win."""
+    own = {
+        MANAGED_BY: stack_name,
+        INSTANCE_ID: instance_id,
+        POLICY: policy.name,
+        TRIGGER: trigger,
+        SLOT: format_slot(slot),
+        RETAIN: str(policy.retention),
+    }
+    wanted = [key for key in dict.fromkeys(["Name", *copy_tags]) if _copyable(key, instance_tags, own)]
+    copied = {key: instance_tags[key][:TAG_VALUE_MAX] for key in wanted[:MAX_COPIED_TAGS]}
+    return BackupTags(copied | own, tuple(wanted[MAX_COPIED_TAGS:]))
+
+
+def _copyable(key: str, instance_tags: Mapping[str, str], own: Mapping[str, str]) -> bool:
+    return key in instance_tags and key not in own and not key.lower().startswith("aws:")
