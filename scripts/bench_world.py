@@ -303,7 +303,7 @@ def _quietly(call: Callable[..., Any], *args: Any) -> Any:
 
 
 @contextmanager
-def bench_world(worker_concurrency: int = 5) -> Iterator[World]:
+def bench_world(worker_concurrency: int = 5, default_retention: str = RETENTION) -> Iterator[World]:
     """A fresh simulated AWS with the stack deployed; nothing here needs an AWS account."""
     logging.getLogger("botocore").setLevel(logging.WARNING)
     with ExitStack() as stack:
@@ -316,7 +316,7 @@ def bench_world(worker_concurrency: int = 5) -> Iterator[World]:
         stack.enter_context(mock.patch.object(retention, "TokenBucket", pacing.bucket))
         moto_stack = create_stack(
             overrides={
-                "DefaultRetention": RETENTION,
+                "DefaultRetention": default_retention,
                 "LogLevel": "WARNING",
                 "WorkerMaxConcurrency": str(worker_concurrency),
             }

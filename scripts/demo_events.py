@@ -95,7 +95,7 @@ def events_and_report(world: World, fleet: Mapping[str, str], day: datetime) -> 
             f"{event} x{sum(n.event == event for n in hours.planner_notes)}"
             for event in sorted({n.event for n in hours.planner_notes})
         )
-        + " (each run sends a backup.summary, and a policy.invalid for legacy-1's tag)"
+        + " (legacy-1's invalid tag, once a day; a run that just queued its backups sends nothing)"
     )
 
 

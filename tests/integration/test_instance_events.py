@@ -182,7 +182,7 @@ def test_terminated_instance_is_notified_with_its_newest_available_backup(
     assert document["newest_kept_until"] == "2026-12-29T19:06:12Z"
     assert document["retention"] == "daily=7 weekly=4 monthly=6"
     assert f"Restore it from {newest}" in note.text
-    assert document["retention_source"] == f"recorded on {newest}: 'daily=7 weekly=4 monthly=6'"
+    assert document["retention_source"] == f"recorded on {newest}"
     assert "until 2026-12-29T19:06:12Z (OrphanGraceDays=30) its backups follow retention" in note.text
     assert "the newest is never deleted; after that they age out" in note.text
     assert result["action"] == "terminated-notified"

@@ -98,7 +98,7 @@ def test_the_termination_notice_says_which_retention_will_apply(
     # Then the notice names the recorded expression and where it comes from, not the default policy's
     [note] = stack.notifications()
     assert note.document["retention"] == "daily=60"
-    assert note.document["retention_source"] == f"recorded on {newest}: 'daily=60'"
+    assert note.document["retention_source"] == f"recorded on {newest}"
     assert "retention 'daily=60' (recorded on" in note.text
 
 

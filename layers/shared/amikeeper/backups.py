@@ -87,7 +87,7 @@ def recorded_retention(images: Sequence[BackupImage], catalog: PolicyCatalog) ->
     if expression is not None:
         try:
             return RecordedRetention(
-                parse_retention(expression), policy, f"recorded on {latest.image_id}: {expression.strip()!r}"
+                parse_retention(expression), policy, f"recorded on {latest.image_id}"
             )
         except RetentionError as error:
             notes.append(f"retention recorded on {latest.image_id} is unreadable ({error})")
