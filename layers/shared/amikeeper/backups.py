@@ -86,9 +86,7 @@ def recorded_retention(images: Sequence[BackupImage], catalog: PolicyCatalog) ->
     notes: list[str] = []
     if expression is not None:
         try:
-            return RecordedRetention(
-                parse_retention(expression), policy, f"recorded on {latest.image_id}"
-            )
+            return RecordedRetention(parse_retention(expression), policy, f"recorded on {latest.image_id}")
         except RetentionError as error:
             notes.append(f"retention recorded on {latest.image_id} is unreadable ({error})")
     if policy is None:
