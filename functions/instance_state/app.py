@@ -19,10 +19,15 @@ IDEMPOTENCY = Idempotency(RUNTIME.settings.idempotency_table, RUNTIME.settings.h
 DEPS = instance_event_deps(RUNTIME, IDEMPOTENCY.once_per_key(NOTICE_PURPOSE))
 
 
+def count_malformed(reason: str) -> None:
+    """A malformed AWS event is acknowledged (a retry cannot fix it) but counted: AWS changed its shape."""
+    metrics.add_metric("MalformedEvents", MetricUnit.Count, 1)
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@parse_or_ignore(InstanceStateChange, logger)
+@parse_or_ignore(InstanceStateChange, logger, on_malformed=count_malformed)
 @IDEMPOTENCY.once_per_event
 def handler(event: InstanceStateChange, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(event.id)

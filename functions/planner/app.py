@@ -10,11 +10,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from amikeeper import clients
 from amikeeper.config import load_settings
+from amikeeper.events import parse_or_refuse
 from amikeeper.gateways.lambda_ import SelfInvoker
 from amikeeper.planner import Continuation, PlannerTick, TimeBudget, run_planner
 from amikeeper.runtime import Runtime
@@ -26,7 +26,7 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=PlannerTick)
+@parse_or_refuse(PlannerTick)
 def handler(tick: PlannerTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     now = tick.scheduled_time or datetime.now(UTC)
@@ -54,4 +54,6 @@ def handler(tick: PlannerTick, context: LambdaContext) -> dict[str, Any]:
         )
     if run.handed_off is not None:
         logger.info("handed the rest on", extra={"regions": list(run.handed_off.regions)})
+    # The heartbeat that the "planner stopped running" alarm watches.
+    metrics.add_metric("PlannerRuns", MetricUnit.Count, 1)
     return run.response()

@@ -6,11 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from amikeeper.config import load_settings
-from amikeeper.events import ScheduledTick
+from amikeeper.events import ScheduledTick, parse_or_refuse
 from amikeeper.report import report_deps, report_run, run_report
 from amikeeper.runtime import Runtime
 
@@ -22,7 +21,7 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=ScheduledTick)
+@parse_or_refuse(ScheduledTick)
 def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     report = run_report(report_run(RUNTIME, tick.scheduled_time or datetime.now(UTC)), DEPS)
@@ -31,4 +30,6 @@ def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     regions = [region.document() for region in report.regions]
     for region in regions:
         logger.info("reported region", extra=region)
+    # The heartbeat that the "no daily report" alarm watches.
+    metrics.add_metric("DailyReports", MetricUnit.Count, 1)
     return {"regions": regions}

@@ -6,12 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from amikeeper import clients
 from amikeeper.config import load_settings
-from amikeeper.events import ScheduledTick
+from amikeeper.events import ScheduledTick, parse_or_refuse
 from amikeeper.gateways.lambda_ import SelfInvoker
 from amikeeper.retention import retention_deps, run_retention
 from amikeeper.retention_plan import RetentionConfig
@@ -26,7 +25,7 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=ScheduledTick)
+@parse_or_refuse(ScheduledTick)
 def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     now = tick.scheduled_time or datetime.now(UTC)

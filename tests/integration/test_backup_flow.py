@@ -76,16 +76,12 @@ def test_planner_and_worker_back_up_every_due_instance_with_its_policy(
         assert tags_of(snapshot) | {} == tags_of(db_image)
     assert tags_of(db_image)["Name"] == "db-1"
     assert result["regions"][0]["enqueued"] == 3
-    # And a subscriber got one policy.invalid naming the broken instance and one summary
+    # And a subscriber got one policy.invalid naming the broken instance, and nothing for the routine rest
     notes = stack.notifications()
-    assert [(n.event, n.severity) for n in notes] == [
-        ("policy.invalid", "warning"),
-        ("backup.summary", "info"),
-    ]
+    assert [(n.event, n.severity) for n in notes] == [("policy.invalid", "warning")]
     assert notes[0].document["instance_id"] == fleet["broken"]
     assert notes[0].document["tag"] == "Backup:Retain"
     assert notes[0].document["value"] == "forever"
-    assert notes[1].document["regions"][0]["enqueued"] == 3
 
 
 def test_planner_twice_in_one_slot_makes_no_second_ami(
@@ -115,7 +111,7 @@ def test_twice_delivered_work_item_makes_one_ami(
     assert len(list(managed_images(stack.region))) == 3
 
 
-def test_bad_message_fails_alone_and_the_rest_of_the_batch_proceeds(
+def test_bad_message_is_dead_lettered_alone_and_the_rest_of_the_batch_proceeds(
     functions: dict[str, ResolvedFunction], stack: MotoStack, fleet: dict[str, str]
 ) -> None:
     # Given a batch with one unparseable body among good work items
@@ -124,8 +120,11 @@ def test_bad_message_fails_alone_and_the_rest_of_the_batch_proceeds(
     broken = dict(records[0], messageId="broken-1", body='{"version": 1, "instance_id": "not-an-id"}')
     # When the worker processes it
     response = functions["WorkerFunction"].invoke({"Records": [broken, *records]})
-    # Then only the bad message is reported back for retry, and every good item is backed up
-    assert response == {"batchItemFailures": [{"itemIdentifier": "broken-1"}]}
+    # Then no message goes back for a retry: the bad one is in the dead-letter queue, every good item is backed up
+    assert response == {"batchItemFailures": []}
+    sqs = boto3.client("sqs", region_name=stack.region)
+    [dead] = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert dead["Body"] == broken["body"]
     assert len(list(managed_images(stack.region))) == 3
 
 
@@ -199,12 +198,11 @@ def test_an_invalid_tag_is_reported_once_a_day_not_on_every_tick(
 ) -> None:
     # Given the broken instance was reported by the first tick
     run_cycle(functions, stack)
-    assert [n.event for n in stack.notifications()] == ["policy.invalid", "backup.summary"]
-    # When the planner ticks again 15 minutes later / Then only the summary (which still counts it) goes out
-    run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-29T10:15:00Z"})
-    [summary] = stack.notifications()
-    assert summary.event == "backup.summary"
-    assert summary.document["regions"][0]["invalid"] == 1
+    assert [n.event for n in stack.notifications()] == ["policy.invalid"]
+    # When the planner ticks again 15 minutes later / Then nothing goes out (the response still counts it)
+    again = run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-29T10:15:00Z"})
+    assert stack.notifications() == []
+    assert again["regions"][0]["invalid"] == 1
     # And a day later, still broken, it is reported again
     run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-30T10:15:00Z"})
-    assert [n.event for n in stack.notifications()] == ["policy.invalid", "backup.summary"]
+    assert [n.event for n in stack.notifications()] == ["policy.invalid"]

@@ -13,7 +13,7 @@ from amikeeper.config import Settings
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
-from amikeeper.gateways.sqs import WorkQueue
+from amikeeper.gateways.sqs import DeadLetterQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
 from amikeeper.planner import PlannerDeps, Stack
 from amikeeper.policies import PolicyCatalog, build_catalog
@@ -33,6 +33,10 @@ class Runtime:
     @cached_property
     def queue(self) -> WorkQueue:
         return WorkQueue(clients.sqs(self.settings.home_region), self.settings.work_queue_url)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterQueue:
+        return DeadLetterQueue(clients.sqs(self.settings.home_region), self.settings.dead_letter_queue_url)
 
     @cached_property
     def notifier(self) -> Notifier:

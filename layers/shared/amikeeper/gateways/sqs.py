@@ -1,4 +1,5 @@
-"""Hands work items to the worker queue with SendMessageBatch (10 a call)."""
+"""Hands work items to the worker queue with SendMessageBatch (10 a call), and messages that can never
+become a work item to the dead-letter queue."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from amikeeper.work import WorkItem
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 BATCH = 10
 ATTEMPTS = 3
+# Message attributes of a message the worker dead-lettered itself (SQS's own redrive adds none).
+REASON_ATTRIBUTE = "amikeeper-reason"
+ORIGINAL_MESSAGE_ID_ATTRIBUTE = "amikeeper-original-message-id"
 
 
 class EnqueueError(RuntimeError):
@@ -51,3 +55,19 @@ class WorkQueue:
                 return len(items)
             reason = failed[0].get("Message", failed[0]["Code"])
         raise EnqueueError([item.instance_id for item in pending.values()], reason)
+
+
+class DeadLetterQueue:
+    """The work queue's dead-letter queue, for a message the worker knows can never succeed."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, body: str, *, reason: str, original_message_id: str) -> None:
+        """SendMessage of the original body, with why and which message as attributes; boto errors raise."""
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason or "unknown"},
+            ORIGINAL_MESSAGE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": original_message_id},
+        }
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=body, MessageAttributes=attributes)
