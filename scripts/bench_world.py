@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
-from amikeeper import retention
+from amikeeper import runtime
 from amikeeper.pacing import TokenBucket
 from scripts.bench_memory import Recorder
 from scripts.bench_moto import indexed_moto
@@ -313,7 +313,7 @@ def bench_world(worker_concurrency: int = 5, default_retention: str = RETENTION)
         fidelity = stack.enter_context(real_ec2_semantics())
         clock = stack.enter_context(VirtualTime().for_botocore())
         pacing = Pacing(clock)
-        stack.enter_context(mock.patch.object(retention, "TokenBucket", pacing.bucket))
+        stack.enter_context(mock.patch.object(runtime, "TokenBucket", pacing.bucket))
         moto_stack = create_stack(
             overrides={
                 "DefaultRetention": default_retention,
@@ -347,7 +347,7 @@ def bench_world(worker_concurrency: int = 5, default_retention: str = RETENTION)
 
 @dataclass
 class Pacing:
-    """Retention's delete pacing on the virtual clock (retention_deps is given real ones); its waits."""
+    """Retention's delete pacing on the virtual clock (the Runtime is given real ones); its waits."""
 
     clock: VirtualTime
     waited_s: float = 0.0

@@ -7,16 +7,15 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from amikeeper.ami_events import ami_event_deps, handle_ami_state
+from amikeeper.ami_events import AmiEventDeps, handle_ami_state
 from amikeeper.config import load_settings
 from amikeeper.ec2_events import AmiStateChange, parse_or_ignore
-from amikeeper.idempotency import Idempotency
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
-IDEMPOTENCY = Idempotency(RUNTIME.settings.idempotency_table, RUNTIME.settings.home_region, logger)
-DEPS = ami_event_deps(RUNTIME)
+IDEMPOTENCY = RUNTIME.idempotency(logger)
+DEPS = AmiEventDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier, stack_name=RUNTIME.settings.stack_name)
 
 
 def count_malformed(reason: str) -> None:

@@ -9,14 +9,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from amikeeper.config import load_settings
 from amikeeper.ec2_events import InstanceStateChange, parse_or_ignore
-from amikeeper.idempotency import Idempotency
-from amikeeper.instance_events import NOTICE_PURPOSE, handle_instance_state, instance_event_deps
+from amikeeper.instance_events import NOTICE_PURPOSE, InstanceEventDeps, handle_instance_state
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
-IDEMPOTENCY = Idempotency(RUNTIME.settings.idempotency_table, RUNTIME.settings.home_region, logger)
-DEPS = instance_event_deps(RUNTIME, IDEMPOTENCY.once_per_key(NOTICE_PURPOSE))
+IDEMPOTENCY = RUNTIME.idempotency(logger)
+DEPS = InstanceEventDeps(
+    ec2=RUNTIME.ec2,
+    queue=RUNTIME.queue,
+    notifier=RUNTIME.notifier,
+    catalog=RUNTIME.catalog,
+    stack=RUNTIME.stack,
+    orphan_grace_days=RUNTIME.settings.orphan_grace_days,
+    once_per_instance=IDEMPOTENCY.once_per_key(NOTICE_PURPOSE),
+)
 
 
 def count_malformed(reason: str) -> None:

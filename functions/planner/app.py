@@ -12,14 +12,13 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from amikeeper import clients
 from amikeeper.config import load_settings
 from amikeeper.events import parse_or_refuse
-from amikeeper.gateways.lambda_ import SelfInvoker
-from amikeeper.planner import Continuation, PlannerTick, TimeBudget, run_planner
+from amikeeper.planner import Continuation, PlannerDeps, PlannerTick, TimeBudget, run_planner
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
+DEPS = PlannerDeps(ec2=RUNTIME.ec2, queue=RUNTIME.queue, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
@@ -30,7 +29,7 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 def handler(tick: PlannerTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     now = tick.scheduled_time or datetime.now(UTC)
-    invoker = SelfInvoker(clients.lambda_(RUNTIME.settings.home_region), context.invoked_function_arn)
+    invoker = RUNTIME.self_invoker(context.invoked_function_arn)
 
     def hand_off(rest: Continuation) -> None:
         invoker.invoke_async(tick.continued(now, rest))
@@ -40,7 +39,7 @@ def handler(tick: PlannerTick, context: LambdaContext) -> dict[str, Any]:
         RUNTIME.settings.regions,
         RUNTIME.catalog(),
         RUNTIME.stack,
-        RUNTIME.planner_deps(),
+        DEPS,
         budget=TimeBudget(context.get_remaining_time_in_millis),
         continuation=tick.continuation,
         hand_off=hand_off,

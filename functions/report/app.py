@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from amikeeper.config import load_settings
 from amikeeper.events import ScheduledTick, parse_or_refuse
-from amikeeper.report import report_deps, report_run, run_report
+from amikeeper.report import ReportDeps, report_run, run_report
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
-DEPS = report_deps(RUNTIME)
+DEPS = ReportDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
@@ -24,7 +24,8 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 @parse_or_refuse(ScheduledTick)
 def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
-    report = run_report(report_run(RUNTIME, tick.scheduled_time or datetime.now(UTC)), DEPS)
+    now = tick.scheduled_time or datetime.now(UTC)
+    report = run_report(report_run(RUNTIME.settings, RUNTIME.catalog(), now), DEPS)
     metrics.add_metric("RpoViolations", MetricUnit.Count, len(report.violations))
     metrics.add_metric("StalePendingAmis", MetricUnit.Count, len(report.stale))
     regions = [region.document() for region in report.regions]

@@ -8,17 +8,17 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from amikeeper import clients
 from amikeeper.config import load_settings
 from amikeeper.events import ScheduledTick, parse_or_refuse
-from amikeeper.gateways.lambda_ import SelfInvoker
-from amikeeper.retention import retention_deps, run_retention
+from amikeeper.retention import RetentionDeps, run_retention
 from amikeeper.retention_plan import RetentionConfig
 from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
 CONFIG = RetentionConfig.from_settings(RUNTIME.settings)
-DEPS = retention_deps(RUNTIME)
+DEPS = RetentionDeps(
+    ec2=RUNTIME.ec2, autoscaling=RUNTIME.autoscaling, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger
+)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
@@ -35,7 +35,7 @@ def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
         "execution_id": tick.execution_id,
         "dry_run": tick.dry_run,
     }
-    invoker = SelfInvoker(clients.lambda_(RUNTIME.settings.home_region), context.invoked_function_arn)
+    invoker = RUNTIME.self_invoker(context.invoked_function_arn)
     result = run_retention(
         now,
         RUNTIME.settings.regions,

@@ -18,7 +18,7 @@ from moto.events.models import EventPattern
 from moto.events.utils import EventMessageType
 
 from amikeeper.events import ScheduledTick, WorkRecord
-from amikeeper.work import WorkItem
+from amikeeper.model import WorkItem
 from tests.sam_local import SamApp, load_event
 
 ROOT = Path(__file__).resolve().parents[2]

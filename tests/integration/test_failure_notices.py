@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from amikeeper import clients
 from amikeeper.config import load_settings
+from amikeeper.model import WorkItem
 from amikeeper.runtime import Runtime
-from amikeeper.work import WorkItem
 from amikeeper.worker import MAX_RECEIVES, WorkerDeps, back_up
 from tests.fixtures.stack import MotoStack, ReceivedNotification, run_instances
 from tests.sam_local import ResolvedFunction

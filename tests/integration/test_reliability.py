@@ -17,7 +17,6 @@ from unittest import mock
 from botocore.awsrequest import AWSResponse
 
 from amikeeper.gateways import ec2 as ec2_gateway
-from amikeeper.gateways import ec2_retention
 from tests.fixtures.call_counter import CallCounter, counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.end_state import (
@@ -230,13 +229,8 @@ def test_refused_hand_off_is_reported_and_the_next_tick_finishes_the_work(
 
 def test_listings_longer_than_one_page_are_read_to_the_end(aws: Ec2Fidelity, sam_app: SamApp) -> None:
     # Given pages of 5 items (EC2's smallest) for instances, images and snapshots, and 12 instances
-    small_pages = [
-        mock.patch.object(ec2_gateway, "PAGE_SIZE", 5),
-        mock.patch.object(ec2_retention, "PAGE_SIZE", 5),
-    ]
     with (
-        small_pages[0],
-        small_pages[1],
+        mock.patch.object(ec2_gateway, "PAGE_SIZE", 5),
         world_of(sam_app, overrides={"DefaultRetention": "daily=2"}) as world,
     ):
         # (one reservation each: EC2 pages DescribeInstances by reservation)

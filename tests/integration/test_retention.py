@@ -19,16 +19,10 @@ from botocore.client import BaseClient
 from amikeeper import clients
 from amikeeper.config import load_settings
 from amikeeper.gateways import ec2 as ec2_gateway
-from amikeeper.gateways import ec2_retention
-from amikeeper.gateways.ec2 import tag_map
-from amikeeper.retention import (
-    REFERENCE_CHECK_LIMIT,
-    RetentionDeps,
-    RetentionResult,
-    retention_deps,
-    run_retention,
-)
-from amikeeper.retention_plan import GONE_SINCE, RetentionConfig
+from amikeeper.model import GONE_SINCE, tag_map
+from amikeeper.retention import REFERENCE_CHECK_LIMIT, RetentionDeps, run_retention
+from amikeeper.retention_plan import RetentionConfig
+from amikeeper.retention_result import RetentionResult
 from amikeeper.retention_summary import retention_summary
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
@@ -100,7 +94,11 @@ class Runner:
     continuations: int = 0
 
     def deps(self) -> RetentionDeps:
-        return retention_deps(self.runtime, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
+        """As the handler wires them, with the pacing on the fake clock; fresh clients for each run."""
+        paced = Runtime(self.runtime.settings, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
+        return RetentionDeps(
+            ec2=paced.ec2, autoscaling=paced.autoscaling, notifier=paced.notifier, ledger=paced.ledger
+        )
 
     def __call__(
         self,
@@ -226,13 +224,13 @@ def test_snapshots_are_deleted_one_by_one_when_the_sdk_lacks_delete_associated_s
     fleet: Fleet, run: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an SDK whose DeregisterImage has no DeleteAssociatedSnapshots parameter
-    original = ec2_retention.Ec2RetentionGateway.__init__
+    original = ec2_gateway.Ec2Gateway.__init__
 
-    def old_sdk(self: ec2_retention.Ec2RetentionGateway, *args: Any, **kwargs: Any) -> None:
+    def old_sdk(self: ec2_gateway.Ec2Gateway, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         self.deletes_associated_snapshots = False
 
-    monkeypatch.setattr(ec2_retention.Ec2RetentionGateway, "__init__", old_sdk)
+    monkeypatch.setattr(ec2_gateway.Ec2Gateway, "__init__", old_sdk)
     web = fleet.launch(RETAIN_THREE, data_volumes=1)
     backups = [fleet.back_up(web, day(n)) for n in range(4)]
     expired_snapshots = fleet.snapshots_of(backups[3:])
@@ -485,9 +483,8 @@ def test_every_page_is_read_when_there_are_more_amis_than_one_page(
     fleet: Fleet, run: Runner, monkeypatch: pytest.MonkeyPatch, reference_check: str
 ) -> None:
     # Given pages of five and 30 backups over three instances, plus templates and configurations
-    for module in (ec2_gateway, ec2_retention):
-        monkeypatch.setattr(module, "PAGE_SIZE", 5)
-    monkeypatch.setattr(ec2_retention, "TEMPLATE_PAGE_SIZE", 5)
+    monkeypatch.setattr(ec2_gateway, "PAGE_SIZE", 5)
+    monkeypatch.setattr(ec2_gateway, "TEMPLATE_PAGE_SIZE", 5)
     instances = [fleet.launch(RETAIN_THREE) for _ in range(3)]
     backups = {iid: [fleet.back_up(iid, day(n)) for n in range(10)] for iid in instances}
     for index in range(7):

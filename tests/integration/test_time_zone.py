@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from amikeeper.config import load_settings
-from amikeeper.gateways.ec2 import tag_map
+from amikeeper.model import tag_map
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.retention_fleet import Fleet

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from amikeeper.config import load_settings
-from amikeeper.gateways.ec2 import tag_map
+from amikeeper.model import tag_map
 from amikeeper.runtime import Runtime
 from tests.conftest import ROOT
 from tests.fixtures.ec2_fidelity import Ec2Fidelity

@@ -20,27 +20,23 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from amikeeper.ami_events import ami_failed
-from amikeeper.gateways.ec2 import Image, Instance
-from amikeeper.gateways.ec2_lookup import LaunchedInstance
+from amikeeper.backups import build_work_item
 from amikeeper.instance_events import TerminatedInstance, instance_terminated
+from amikeeper.model import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, Image, Instance, Stack, TagKeys
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Event, Notification
 from amikeeper.planner import (
+    BackupPlan,
     InvalidInstance,
     RegionCounts,
-    RegionPlan,
-    Stack,
     backup_summary,
-    build_work_item,
     document_invalid,
     invalid_tag,
 )
 from amikeeper.policies import build_catalog
 from amikeeper.report import DailyReport, assess_region, report_notifications
-from amikeeper.retention import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_result import ItemError, RegionOutcome, RetentionResult
 from amikeeper.retention_summary import retention_summary
-from amikeeper.tagkeys import TagKeys
-from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER
 from amikeeper.worker import backup_failed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
@@ -113,7 +109,7 @@ def image(state: str = "failed", *, tags: dict[str, str] | None = None) -> Image
 
 def planner_notes() -> list[Notification]:
     broken = build_catalog("daily@03:00", "daily=7", ZoneInfo("UTC"), '{"gold": {"retain": "forever"}}')
-    plan = RegionPlan(
+    plan = BackupPlan(
         region=REGION,
         seen=12,
         opted_in=10,
@@ -125,7 +121,7 @@ def planner_notes() -> list[Notification]:
             )
         ],
     )
-    failed = RegionPlan(region="eu-central-1", error="ClientError: RequestLimitExceeded")
+    failed = BackupPlan(region="eu-central-1", error="ClientError: RequestLimitExceeded")
     assert broken.document_error is not None
     return [
         *(invalid_tag(invalid) for invalid in plan.invalid),
@@ -163,9 +159,7 @@ def terminated_notes() -> list[Notification]:
 
 def report_notes() -> list[Notification]:
     instances = [
-        LaunchedInstance(
-            f"i-{n:017x}", "running", {"Name": LONG_NAME, "Backup": "true"}, NOW - timedelta(days=9)
-        )
+        Instance(f"i-{n:017x}", "running", {"Name": LONG_NAME, "Backup": "true"}, NOW - timedelta(days=9))
         for n in range(3)
     ]
     images = [

@@ -6,19 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from amikeeper.gateways.ec2 import Image, Instance
+from amikeeper.model import Image, Instance, Stack, TagKeys
 from amikeeper.planner import (
+    BackupPlan,
     InvalidInstance,
     RegionCounts,
-    RegionPlan,
-    Stack,
     backup_summary,
     index_backups,
     invalid_tag,
     plan_region,
 )
 from amikeeper.policies import PolicyCatalog, build_catalog
-from amikeeper.tagkeys import TagKeys
 
 NOW = datetime(2026, 11, 29, 10, 7, tzinfo=UTC)
 STACK = Stack("amikeeper", TagKeys("Backup"), copy_tags=("CostCenter",))
@@ -138,8 +136,8 @@ def test_invalid_tag_notice_names_the_instance_and_a_failing_region_makes_an_err
     invalid = InvalidInstance(
         "eu-west-1", "i-00000000000000002", "db", "Backup", "platinum", "unknown policy"
     )
-    plan = RegionPlan(region="eu-west-1", seen=3, opted_in=1, enqueued=1)
-    failed = RegionPlan(region="us-east-1", error="EndpointConnectionError: boom")
+    plan = BackupPlan(region="eu-west-1", seen=3, opted_in=1, enqueued=1)
+    failed = BackupPlan(region="us-east-1", error="EndpointConnectionError: boom")
     notice = invalid_tag(invalid)
     summary = backup_summary([RegionCounts.of(plan), RegionCounts.of(failed)], NOW)
     assert (notice.event, notice.severity) == ("policy.invalid", "warning")

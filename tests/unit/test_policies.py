@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from amikeeper.model import TagKeys
 from amikeeper.policies import InvalidTag, PolicyCatalog, build_catalog, resolve_policy
-from amikeeper.tagkeys import TagKeys
 
 UTC = ZoneInfo("UTC")
 KEYS = TagKeys("Backup")

@@ -10,21 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amikeeper.gateways.ec2 import Image
-from amikeeper.gateways.ec2_lookup import LaunchedInstance
+from amikeeper.model import INSTANCE_ID, MANAGED_BY, SLOT, Image, Instance, TagKeys
 from amikeeper.naming import format_slot
+from amikeeper.notifications import SIZE_MARGIN, SNS_MESSAGE_LIMIT
 from amikeeper.policies import PolicyCatalog, build_catalog
 from amikeeper.report import (
-    SIZE_MARGIN,
-    SNS_MESSAGE_LIMIT,
     DailyReport,
     RegionReport,
     assess_region,
     format_age,
     report_notifications,
 )
-from amikeeper.tagkeys import TagKeys
-from amikeeper.work import INSTANCE_ID, MANAGED_BY, SLOT
 
 NOW = datetime(2026, 11, 29, 7, 0, tzinfo=UTC)
 TICK = timedelta(minutes=15)
@@ -39,10 +35,8 @@ def catalog(document: str | None = None) -> PolicyCatalog:
     return build_catalog("daily@03:00", "daily=7", ZoneInfo("UTC"), document)
 
 
-def instance(
-    number: int, tags: dict[str, str] | None = None, launched: datetime = LONG_AGO
-) -> LaunchedInstance:
-    return LaunchedInstance(
+def instance(number: int, tags: dict[str, str] | None = None, launched: datetime = LONG_AGO) -> Instance:
+    return Instance(
         instance_id=f"i-{number:017x}",
         state="running",
         tags={"Name": f"host-{number}", "Backup": "true"} if tags is None else tags,
@@ -61,7 +55,7 @@ def backup(number: int, slot: datetime, *, state: str = "available", image: int 
 
 
 def assess(
-    instances: list[LaunchedInstance],
+    instances: list[Instance],
     images: list[Image],
     policies: PolicyCatalog | None = None,
     region: str = REGION,

@@ -11,23 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amikeeper.gateways.ec2 import Image
-from amikeeper.gateways.ec2_retention import InstanceRecord, Snapshot
-from amikeeper.notifications import Notification
+from amikeeper.model import GONE_SINCE, Image, Instance, Snapshot, TagKeys
+from amikeeper.notifications import SNS_MESSAGE_LIMIT, Notification
 from amikeeper.pacing import InvalidBucketError, TokenBucket
 from amikeeper.policies import PolicyCatalog, build_catalog
-from amikeeper.retention import ItemError, RegionOutcome, RetentionResult
 from amikeeper.retention_plan import (
-    GONE_SINCE,
     RegionFacts,
-    RegionPlan,
     RetentionConfig,
+    RetentionPlan,
     Verdict,
     orphan_suspects,
     plan_region,
 )
-from amikeeper.retention_summary import SNS_MESSAGE_LIMIT, retention_summary
-from amikeeper.tagkeys import TagKeys
+from amikeeper.retention_result import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_summary import retention_summary
 
 REGION = "eu-west-1"
 STACK = "amikeeper"
@@ -73,28 +70,28 @@ def image(
     )
 
 
-def live(instance_id: str, state: str = "running", **tags: str) -> InstanceRecord:
-    return InstanceRecord(instance_id, state, "ami-0base0000000000000", {"Backup": "true", **tags})
+def live(instance_id: str, state: str = "running", **tags: str) -> Instance:
+    return Instance(instance_id, state, {"Backup": "true", **tags}, image_id="ami-0base0000000000000")
 
 
 def facts(
     images: Sequence[Image],
-    instances: Sequence[InstanceRecord] = (),
+    instances: Sequence[Instance] = (),
     *,
     in_use: dict[str, tuple[str, ...]] | None = None,
 ) -> RegionFacts:
     return RegionFacts(tuple(images), {record.instance_id: record for record in instances}, in_use or {})
 
 
-def plan(regional: RegionFacts, cat: PolicyCatalog | None = None, now: datetime = NOW) -> RegionPlan:
+def plan(regional: RegionFacts, cat: PolicyCatalog | None = None, now: datetime = NOW) -> RetentionPlan:
     return plan_region(REGION, regional, cat or catalog(), CONFIG, now)
 
 
-def outcomes(result: RegionPlan) -> dict[str, str]:
+def outcomes(result: RetentionPlan) -> dict[str, str]:
     return {verdict.image_id: verdict.outcome for verdict in result.verdicts}
 
 
-def by_id(result: RegionPlan) -> dict[str, Verdict]:
+def by_id(result: RetentionPlan) -> dict[str, Verdict]:
     return {verdict.image_id: verdict for verdict in result.verdicts}
 
 
@@ -230,7 +227,7 @@ def test_instance_no_longer_opted_in_follows_its_recorded_policy() -> None:
 # --- terminated instances ------------------------------------------------------------------------------
 @pytest.mark.parametrize("listing", [[], [live(WEB, state="terminated")]], ids=["not listed", "terminated"])
 def test_instance_first_noticed_gone_gets_the_time_recorded_on_its_newest_backup(
-    listing: list[InstanceRecord],
+    listing: list[Instance],
 ) -> None:
     backups = [image(WEB, day(n)) for n in range(2)]
     result = plan(facts(backups, listing))
@@ -394,7 +391,7 @@ def test_plan_never_deletes_what_must_be_kept_and_ignores_input_order(
 
 # --- the summary ---------------------------------------------------------------------------------------
 def outcome_with(verdicts: Sequence[Verdict], **done: object) -> RegionOutcome:
-    return RegionOutcome(REGION, plan=RegionPlan(REGION, tuple(verdicts)), reference_check="scan", **done)  # type: ignore[arg-type]
+    return RegionOutcome(REGION, plan=RetentionPlan(REGION, tuple(verdicts)), reference_check="scan", **done)  # type: ignore[arg-type]
 
 
 def test_summary_is_info_with_a_row_per_region_and_the_ids_per_outcome() -> None:

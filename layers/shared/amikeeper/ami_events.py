@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from amikeeper.ec2_events import AmiStateChange
-from amikeeper.gateways.ec2 import Image
-from amikeeper.gateways.ec2_lookup import Ec2Lookup, ec2_lookup
+from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
+from amikeeper.model import MANAGED_BY, Image
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Notification
-from amikeeper.runtime import Runtime
-from amikeeper.work import MANAGED_BY
 
 AVAILABLE = "available"
 FAILED = "failed"
@@ -58,13 +56,9 @@ class AmiEventOutcome:
 
 @dataclass(frozen=True)
 class AmiEventDeps:
-    lookup: Callable[[str], Ec2Lookup]
+    ec2: Callable[[str], Ec2Gateway]
     notifier: Notifier
     stack_name: str
-
-
-def ami_event_deps(runtime: Runtime) -> AmiEventDeps:
-    return AmiEventDeps(lookup=ec2_lookup, notifier=runtime.notifier, stack_name=runtime.settings.stack_name)
 
 
 def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutcome:
@@ -73,7 +67,7 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         return _ignored(event, f"AMI state {state} needs no action")
     if state not in (AVAILABLE, FAILED):
         return _ignored(event, f"unknown AMI state {state!r}; amikeeper acts on available and failed only")
-    image = deps.lookup(event.region).image(event.detail.image_id)
+    image = deps.ec2(event.region).image(event.detail.image_id)
     if image is None:
         return _ignored(event, "AMI no longer exists (already deregistered)")
     owner = image.tags.get(MANAGED_BY)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from amikeeper.naming import Trigger, format_slot
+from amikeeper.model import INSTANCE_ID, MANAGED_BY, POLICY, RETAIN, SLOT, TRIGGER, Instance, Stack, WorkItem
+from amikeeper.naming import Trigger, ami_description, ami_name, format_slot
 from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, Policy, PolicyCatalog
 from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
-from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, RETAIN, SLOT, TRIGGER
 
 HOLD_SUFFIX = ":hold"
 # EC2 allows 50 tags on an AMI or snapshot. amikeeper's own keys, the ones it adds later (gone-since),
@@ -140,3 +140,38 @@ def backup_tags(
 
 def _copyable(key: str, instance_tags: Mapping[str, str], own: Mapping[str, str]) -> bool:
     return key in instance_tags and key not in own and not key.lower().startswith("aws:")
+
+
+def build_work_item(
+    instance: Instance,
+    policy: Policy,
+    *,
+    region: str,
+    stack: Stack,
+    trigger: Trigger,
+    slot: datetime,
+    attempt: int = 0,
+) -> WorkItem:
+    return WorkItem(
+        region=region,
+        instance_id=instance.instance_id,
+        image_name=ami_name(stack.name, instance.instance_id, trigger, slot, attempt),
+        description=ami_description(instance.name, instance.instance_id, trigger, slot),
+        no_reboot=policy.no_reboot,
+        trigger=trigger,
+        slot=slot,
+        policy=policy.name,
+        tags=tags_of(instance, policy, stack, trigger, slot).tags,
+    )
+
+
+def tags_of(instance: Instance, policy: Policy, stack: Stack, trigger: Trigger, slot: datetime) -> BackupTags:
+    return backup_tags(
+        instance.tags,
+        stack.copy_tags,
+        stack_name=stack.name,
+        instance_id=instance.instance_id,
+        policy=policy,
+        trigger=trigger,
+        slot=slot,
+    )

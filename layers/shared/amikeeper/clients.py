@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 MAX_ATTEMPTS = 8
 
@@ -51,6 +52,11 @@ def sns(region: str) -> SNSClient:
 
 
 @cache
+def ssm(region: str) -> SSMClient:
+    return boto3.client("ssm", region_name=region, config=CLIENT_CONFIG)
+
+
+@cache
 def dynamodb(region: str) -> DynamoDBClient:
     return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
 
@@ -62,5 +68,5 @@ def lambda_(region: str) -> LambdaClient:
 
 def reset() -> None:
     """Forget cached clients (tests start a fresh moto backend per test)."""
-    for factory in (ec2, autoscaling, sqs, sns, dynamodb, lambda_):
+    for factory in (ec2, autoscaling, sqs, sns, ssm, dynamodb, lambda_):
         factory.cache_clear()

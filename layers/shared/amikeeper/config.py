@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from amikeeper.model import Stack, TagKeys
 from amikeeper.retention_rules import RetentionError, parse_retention
 from amikeeper.schedules import ScheduleError, parse_schedule
-from amikeeper.tagkeys import TagKeys
 
 PREFIX = "AMIKEEPER_"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -51,6 +51,10 @@ class Settings:
     @property
     def tag_keys(self) -> TagKeys:
         return TagKeys(self.opt_in_tag_key)
+
+    @property
+    def stack(self) -> Stack:
+        return Stack(self.stack_name, self.tag_keys, self.copy_tags)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

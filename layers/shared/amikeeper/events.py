@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Json, ValidationError
 
 from amikeeper.ec2_events import describe_validation_error
-from amikeeper.work import WorkItem
+from amikeeper.model import WorkItem
 
 
 class ScheduledTick(BaseModel):

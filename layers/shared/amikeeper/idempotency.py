@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import (
@@ -30,10 +30,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import BaseModel
 
-from amikeeper.clients import CLIENT_CONFIG
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # EventBridge retries a failed asynchronous delivery for up to 24 hours; remembering an event for as
 # long covers every redelivery, and DynamoDB's TTL then removes the record for free.
@@ -53,9 +53,9 @@ class OncePerKey(Protocol):
 
 
 class Idempotency:
-    def __init__(self, table_name: str, region: str, logger: Logger) -> None:
+    def __init__(self, table_name: str, dynamodb: Callable[[], DynamoDBClient], logger: Logger) -> None:
         self._table_name = table_name
-        self._boto_config = CLIENT_CONFIG.merge(Config(region_name=region))
+        self._dynamodb = dynamodb
         self._logger = logger
         self._event_config = IdempotencyConfig(
             event_key_jmespath="id",
@@ -66,15 +66,15 @@ class Idempotency:
         self._key_config = IdempotencyConfig(expires_after_seconds=int(KEY_MEMORY.total_seconds()))
         self._function_name = ""
 
-    # The persistence layers make their DynamoDB clients when first used, not at import: a cold start of
-    # an event handler then stays well under half a second.
+    # The persistence layers (and the DynamoDB client) are made when first used, not at import: a cold
+    # start of an event handler then stays well under half a second.
     @functools.cached_property
     def _event_store(self) -> DynamoDBPersistenceLayer:
-        return DynamoDBPersistenceLayer(table_name=self._table_name, boto_config=self._boto_config)
+        return DynamoDBPersistenceLayer(table_name=self._table_name, boto3_client=self._dynamodb())
 
     @functools.cached_property
     def _key_store(self) -> DynamoDBPersistenceLayer:
-        return DynamoDBPersistenceLayer(table_name=self._table_name, boto_config=self._boto_config)
+        return DynamoDBPersistenceLayer(table_name=self._table_name, boto3_client=self._dynamodb())
 
     def once_per_event(self, handler: Callable[[Any, LambdaContext], Response]) -> EventHandler:
         """Decorate a handler taking a parsed EventBridge event (a pydantic model with an ``id``)."""

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from amikeeper.backups import newest_available, recorded_retention
+from amikeeper.backups import build_work_item, newest_available, recorded_retention
 from amikeeper.ec2_events import InstanceStateChange
-from amikeeper.gateways.ec2 import Image
-from amikeeper.gateways.ec2_lookup import Ec2Lookup, LaunchedInstance, ec2_lookup
+from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import WorkQueue
 from amikeeper.idempotency import OncePerKey
+from amikeeper.model import Image, Instance, Stack
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Notification
-from amikeeper.planner import Stack, build_work_item
 from amikeeper.policies import FALSE_WORDS, InvalidTag, PolicyCatalog, resolve_policy
-from amikeeper.runtime import Runtime
 
 STOPPED = "stopped"
 TERMINATING = frozenset({"shutting-down", "terminated"})
@@ -71,25 +69,13 @@ class InstanceEventOutcome:
 
 @dataclass(frozen=True)
 class InstanceEventDeps:
-    lookup: Callable[[str], Ec2Lookup]
+    ec2: Callable[[str], Ec2Gateway]
     queue: WorkQueue
     notifier: Notifier
     catalog: Callable[[], PolicyCatalog]  # read only once an instance turns out to be opted in
     stack: Stack
     orphan_grace_days: int
     once_per_instance: OncePerKey
-
-
-def instance_event_deps(runtime: Runtime, once_per_instance: OncePerKey) -> InstanceEventDeps:
-    return InstanceEventDeps(
-        lookup=ec2_lookup,
-        queue=runtime.queue,
-        notifier=runtime.notifier,
-        catalog=runtime.catalog,
-        stack=runtime.stack,
-        orphan_grace_days=runtime.settings.orphan_grace_days,
-        once_per_instance=once_per_instance,
-    )
 
 
 def handle_instance_state(event: InstanceStateChange, deps: InstanceEventDeps) -> InstanceEventOutcome:
@@ -104,7 +90,7 @@ def handle_instance_state(event: InstanceStateChange, deps: InstanceEventDeps) -
 
 
 def _on_stopped(event: InstanceStateChange, deps: InstanceEventDeps) -> InstanceEventOutcome:
-    instance = deps.lookup(event.region).instance(event.detail.instance_id)
+    instance = deps.ec2(event.region).instance(event.detail.instance_id)
     if instance is None:
         return _ignored(event, "instance no longer exists; nothing to back up")
     if not opted_in(instance, deps.stack):
@@ -135,11 +121,11 @@ def _on_stopped(event: InstanceStateChange, deps: InstanceEventDeps) -> Instance
 
 
 def _on_terminating(event: InstanceStateChange, deps: InstanceEventDeps) -> InstanceEventOutcome:
-    lookup = deps.lookup(event.region)
-    instance = lookup.instance(event.detail.instance_id)
+    ec2 = deps.ec2(event.region)
+    instance = ec2.instance(event.detail.instance_id)
     if instance is None:
         return _ignored(event, "instance no longer exists; EC2 has forgotten it, so its tags are unknown")
-    backups = list(lookup.backups_of(deps.stack.name, instance.instance_id))
+    backups = list(ec2.backups_of(deps.stack.name, instance.instance_id))
     if not backups and not opted_in(instance, deps.stack):
         return _ignored(event, "instance is not opted in and has no backups of this stack")
     recorded = recorded_retention(backups, deps.catalog()) if backups else None
@@ -182,7 +168,7 @@ def _on_terminating(event: InstanceStateChange, deps: InstanceEventDeps) -> Inst
     )
 
 
-def opted_in(instance: LaunchedInstance, stack: Stack) -> bool:
+def opted_in(instance: Instance, stack: Stack) -> bool:
     """The opt-in tag is present and not a 'no' word (its value is validated later, with the policies)."""
     value = instance.tags.get(stack.tag_keys.opt_in)
     return value is not None and value.strip().lower() not in FALSE_WORDS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +26,10 @@ Event = Literal[
 Severity = Literal["info", "warning", "error"]
 
 SUBJECT_LIMIT = 99
+# SNS refuses a publish over 256 KiB (message, subject and attributes together); the margin covers the
+# subject, the attributes and the request's own JSON.
+SNS_MESSAGE_LIMIT = 256 * 1024
+SIZE_MARGIN = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,21 @@ def error_kind(error: str) -> str:
     """The stable part of an error text: the AWS error code in parentheses, else the text before a colon."""
     code = re.search(r"\(([A-Za-z0-9.]+)\)", error)
     return code.group(1) if code else error.split(":", 1)[0].strip()
+
+
+def fit_to_sns(build: Callable[[int], Notification], total: int) -> Notification:
+    """The notification listing as many entries as SNS accepts (all of them when they fit)."""
+
+    def fits(limit: int) -> bool:
+        return len(build(limit).sns_message().encode("utf-8")) <= SNS_MESSAGE_LIMIT - SIZE_MARGIN
+
+    if fits(total):
+        return build(total)
+    low, high = 0, total  # fits(low) is assumed: an empty listing is a few hundred bytes
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return build(low)

@@ -44,18 +44,17 @@ from itertools import islice
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from amikeeper.backups import EC2_TAG_LIMIT, BackupTags, backup_tags
+from amikeeper.backups import EC2_TAG_LIMIT, build_work_item, tags_of
 from amikeeper.events import ScheduledTick
-from amikeeper.gateways.ec2 import Ec2Gateway, Image, Instance
+from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import BATCH, EnqueueError, WorkQueue
-from amikeeper.naming import MAX_ATTEMPT, Trigger, ami_description, ami_name, format_slot
+from amikeeper.model import Image, Instance, Stack, WorkItem
+from amikeeper.naming import MAX_ATTEMPT, format_slot
 from amikeeper.notifications import Notification, condition_key, error_kind
-from amikeeper.policies import InvalidTag, Policy, PolicyCatalog, resolve_policy
+from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.schedules import ScheduleError
-from amikeeper.tagkeys import TagKeys
-from amikeeper.work import WorkItem
 
 # The same invalid tag is reported once a day, not on every planner tick (a mail storm otherwise);
 # a changed value is reported at once.
@@ -80,7 +79,7 @@ class InvalidInstance:
 
 
 @dataclass
-class RegionPlan:
+class BackupPlan:
     region: str
     seen: int = 0
     opted_in: int = 0
@@ -91,52 +90,6 @@ class RegionPlan:
     error: str | None = None
     # Copied tag keys some AMI had no room for (EC2's 50-tag limit), by instance.
     dropped_tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Stack:
-    """What every work item needs to know about the deployment."""
-
-    name: str
-    tag_keys: TagKeys
-    copy_tags: tuple[str, ...] = ()
-
-
-def build_work_item(
-    instance: Instance,
-    policy: Policy,
-    *,
-    region: str,
-    stack: Stack,
-    trigger: Trigger,
-    slot: datetime,
-    attempt: int = 0,
-) -> WorkItem:
-    return WorkItem(
-        region=region,
-        instance_id=instance.instance_id,
-        image_name=ami_name(stack.name, instance.instance_id, trigger, slot, attempt),
-        description=ami_description(instance.name, instance.instance_id, trigger, slot),
-        no_reboot=policy.no_reboot,
-        trigger=trigger,
-        slot=slot,
-        policy=policy.name,
-        tags=_tags_of(instance, policy, stack, trigger, slot).tags,
-    )
-
-
-def _tags_of(
-    instance: Instance, policy: Policy, stack: Stack, trigger: Trigger, slot: datetime
-) -> BackupTags:
-    return backup_tags(
-        instance.tags,
-        stack.copy_tags,
-        stack_name=stack.name,
-        instance_id=instance.instance_id,
-        policy=policy,
-        trigger=trigger,
-        slot=slot,
-    )
 
 
 @dataclass
@@ -175,9 +128,9 @@ def plan_region(
     stack: Stack,
     now: datetime,
     failed: Mapping[tuple[str, datetime], int] | None = None,
-) -> RegionPlan:
+) -> BackupPlan:
     """Pure: which instances are due in their current slot (SPEC §3), and which tags are invalid."""
-    plan = RegionPlan(region=region)
+    plan = BackupPlan(region=region)
     for instance in instances:
         plan.seen += 1
         try:
@@ -216,7 +169,7 @@ def plan_region(
             instance, policy, region=region, stack=stack, trigger="schedule", slot=slot, attempt=attempt
         )
         plan.due.append(item)
-        dropped = _tags_of(instance, policy, stack, "schedule", slot).dropped
+        dropped = tags_of(instance, policy, stack, "schedule", slot).dropped
         if dropped:
             plan.dropped_tags[instance.instance_id] = dropped
     return plan
@@ -267,7 +220,7 @@ class RegionCounts(BaseModel):
     dropped_tags: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, plan: RegionPlan) -> RegionCounts:
+    def of(cls, plan: BackupPlan) -> RegionCounts:
         return cls(
             region=plan.region,
             seen=plan.seen,
@@ -319,7 +272,7 @@ class PlannerTick(ScheduledTick):
 class PlannerRun:
     """What this invocation did (``plans``) and the tick's summary rows so far (``rows``)."""
 
-    plans: list[RegionPlan]
+    plans: list[BackupPlan]
     rows: list[RegionCounts]
     handed_off: Continuation | None = None
     hand_off_error: str | None = None
@@ -452,7 +405,7 @@ def _read_and_plan(
     stack: Stack,
     deps: PlannerDeps,
     resumed: Resume | None,
-) -> RegionPlan:
+) -> BackupPlan:
     """The region's plan, due items in instance-id order; for a resumed region only what is left."""
     try:
         ec2 = deps.ec2(region)
@@ -467,17 +420,17 @@ def _read_and_plan(
             backups.failed,
         )
     except (ClientError, BotoCoreError) as error:
-        return RegionPlan(region=region, error=f"{type(error).__name__}: {error}")
+        return BackupPlan(region=region, error=f"{type(error).__name__}: {error}")
     due = sorted(plan.due, key=lambda item: item.instance_id)
     if resumed is None:
         plan.due = due
         return plan
     # Counted and reported by the invocation that first planned the region: only the rest is new.
     after = resumed.after_instance_id
-    return RegionPlan(region=region, due=[item for item in due if item.instance_id > after])
+    return BackupPlan(region=region, due=[item for item in due if item.instance_id > after])
 
 
-def _enqueue(plan: RegionPlan, queue: WorkQueue, budget: TimeBudget, *, must_send_once: bool) -> str | None:
+def _enqueue(plan: BackupPlan, queue: WorkQueue, budget: TimeBudget, *, must_send_once: bool) -> str | None:
     """Queue the plan's items 10 at a time; None when done, else the last instance id queued ("" if none).
 
     A batch SQS partly refuses is counted and reported and the rest goes on; SQS unreachable ends the
@@ -508,12 +461,12 @@ def _enqueue(plan: RegionPlan, queue: WorkQueue, budget: TimeBudget, *, must_sen
     return None
 
 
-def _record_refused(plan: RegionPlan, refused: Sequence[str], reason: str) -> None:
+def _record_refused(plan: BackupPlan, refused: Sequence[str], reason: str) -> None:
     if refused:
         plan.error = f"{len(refused)} work item(s) not queued, the next run retries them: {reason}"
 
 
-def _cumulative(plan: RegionPlan, resumed: Resume | None) -> RegionCounts:
+def _cumulative(plan: BackupPlan, resumed: Resume | None) -> RegionCounts:
     if resumed is None:
         return RegionCounts.of(plan)
     carried = resumed.counts

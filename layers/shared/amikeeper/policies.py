@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from amikeeper.model import TagKeys
 from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
 from amikeeper.schedules import Schedule, ScheduleError, parse_schedule
-from amikeeper.tagkeys import TagKeys
 
 DEFAULT_POLICY = "default"
 TRUE_WORDS = frozenset({"true", "yes", "on"})

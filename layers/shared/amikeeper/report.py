@@ -24,26 +24,20 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from amikeeper.gateways.ec2 import Ec2Gateway, Image
-from amikeeper.gateways.ec2_lookup import Ec2Lookup, LaunchedInstance, ec2_lookup
+from amikeeper.config import Settings
+from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
+from amikeeper.model import Image, Instance, Stack, TagKeys
 from amikeeper.naming import format_slot
-from amikeeper.notifications import Notification, render_table
-from amikeeper.planner import Stack
+from amikeeper.notifications import Notification, fit_to_sns, render_table
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
-from amikeeper.runtime import Runtime
-from amikeeper.tagkeys import TagKeys
 
 REPORT_MEMORY = timedelta(days=2)
 
 Status = Literal["violation", "invalid", "new", "ok"]
 STATUS_ORDER: dict[Status, int] = {"violation": 0, "invalid": 1, "new": 2, "ok": 3}
 
-# SNS refuses a publish over 256 KiB (message, subject and attributes together); the margin covers the
-# subject, the attributes and the request's own JSON.
-SNS_MESSAGE_LIMIT = 256 * 1024
-SIZE_MARGIN = 4 * 1024
 NAME_WIDTH = 40
 
 
@@ -165,7 +159,7 @@ def _listing_order(instance: InstanceStatus) -> tuple[int, float, str, str]:
 
 def assess_region(
     region: str,
-    instances: Iterable[LaunchedInstance],
+    instances: Iterable[Instance],
     images: Iterable[Image],
     catalog: PolicyCatalog,
     keys: TagKeys,
@@ -206,7 +200,7 @@ def assess_region(
 
 def assess_instance(
     region: str,
-    instance: LaunchedInstance,
+    instance: Instance,
     newest: Image | None,
     catalog: PolicyCatalog,
     keys: TagKeys,
@@ -248,7 +242,6 @@ def assess_instance(
 @dataclass(frozen=True)
 class ReportDeps:
     ec2: Callable[[str], Ec2Gateway]
-    lookup: Callable[[str], Ec2Lookup]
     notifier: Notifier
     ledger: NoticeLedger
 
@@ -263,18 +256,13 @@ class ReportRun:
     pending_timeout: timedelta
 
 
-def report_deps(runtime: Runtime) -> ReportDeps:
-    return ReportDeps(ec2=runtime.ec2, lookup=ec2_lookup, notifier=runtime.notifier, ledger=runtime.ledger)
-
-
-def report_run(runtime: Runtime, now: datetime) -> ReportRun:
+def report_run(settings: Settings, catalog: PolicyCatalog, now: datetime) -> ReportRun:
     """One run at ``now`` with the policies in force and the stack's tick and pending bound."""
-    settings = runtime.settings
     return ReportRun(
         now=now,
         regions=settings.regions,
-        catalog=runtime.catalog(),
-        stack=runtime.stack,
+        catalog=catalog,
+        stack=settings.stack,
         tick=timedelta(minutes=settings.planner_rate_minutes),
         pending_timeout=timedelta(hours=settings.pending_timeout_hours),
     )
@@ -297,8 +285,9 @@ def run_report(run: ReportRun, deps: ReportDeps) -> DailyReport:
 
 def _region(region: str, run: ReportRun, deps: ReportDeps) -> RegionReport:
     try:
-        instances = list(deps.lookup(region).opted_in_instances(run.stack.tag_keys.opt_in))
-        images = list(deps.ec2(region).managed_images(run.stack.name))
+        ec2 = deps.ec2(region)
+        instances = list(ec2.opted_in_instances(run.stack.tag_keys.opt_in))
+        images = list(ec2.managed_images(run.stack.name))
     except (ClientError, BotoCoreError) as error:
         return RegionReport(region=region, error=f"{type(error).__name__}: {error}")
     return assess_region(
@@ -318,24 +307,6 @@ def report_notifications(report: DailyReport) -> list[Notification]:
     if report.violations:
         notes.append(fit_to_sns(lambda limit: rpo_violation(report, limit), len(report.violations)))
     return notes
-
-
-def fit_to_sns(build: Callable[[int], Notification], total: int) -> Notification:
-    """The notification listing as many entries as SNS accepts (all of them when they fit)."""
-
-    def fits(limit: int) -> bool:
-        return len(build(limit).sns_message().encode("utf-8")) <= SNS_MESSAGE_LIMIT - SIZE_MARGIN
-
-    if fits(total):
-        return build(total)
-    low, high = 0, total  # fits(low) is assumed: an empty listing is a few hundred bytes
-    while high - low > 1:
-        middle = (low + high) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle
-    return build(low)
 
 
 def daily_report(report: DailyReport, limit: int | None = None) -> Notification:

@@ -10,47 +10,37 @@ plans again from what is left: nothing is done twice and nothing is skipped.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from amikeeper import clients
 from amikeeper.gateways.autoscaling import AutoScalingGateway
-from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.gateways.ec2_retention import (
+from amikeeper.gateways.ec2 import (
     IMAGE_NOT_FOUND,
-    Ec2RetentionGateway,
+    Ec2Gateway,
     ImageReference,
     ImageReferencesUnavailable,
-    InstanceRecord,
-    Snapshot,
     SnapshotDeletion,
 )
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
+from amikeeper.model import GONE_SINCE, Instance, Snapshot
 from amikeeper.naming import format_slot
-from amikeeper.notifications import condition_key, error_kind
-from amikeeper.pacing import TokenBucket
 from amikeeper.policies import PolicyCatalog
-
-if TYPE_CHECKING:
-    from amikeeper.runtime import Runtime
 from amikeeper.retention_plan import (
-    GONE_SINCE,
-    Outcome,
     RegionFacts,
-    RegionPlan,
     RetentionConfig,
+    RetentionPlan,
     Verdict,
     orphan_suspects,
     plan_region,
 )
-from amikeeper.retention_summary import region_counts, retention_summary
+from amikeeper.retention_result import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_summary import retention_summary
 
 # A region retention cannot read or delete in is mailed once a day while it lasts.
 PROBLEM_MEMORY = timedelta(days=1)
@@ -59,8 +49,7 @@ PROBLEM_MEMORY = timedelta(days=1)
 # --- reading a region -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RegionGateways:
-    images: Ec2Gateway
-    ec2: Ec2RetentionGateway
+    ec2: Ec2Gateway
     autoscaling: AutoScalingGateway
 
 
@@ -75,9 +64,7 @@ class InUse:
 REFERENCE_CHECK_LIMIT = 50
 
 
-def find_in_use(
-    candidates: Sequence[str], instances: Iterable[InstanceRecord], gateways: RegionGateways
-) -> InUse:
+def find_in_use(candidates: Sequence[str], instances: Iterable[Instance], gateways: RegionGateways) -> InUse:
     """What uses each candidate AMI: instances, $Default/$Latest launch template versions, launch configs.
 
     Instances come from the region's instance listing, which retention reads anyway. Launch templates
@@ -144,7 +131,7 @@ def _with_templates_and_configurations(
 @dataclass(frozen=True)
 class Reading:
     facts: RegionFacts
-    plan: RegionPlan
+    plan: RetentionPlan
     reference_check: str
 
 
@@ -157,7 +144,7 @@ def read_and_plan(
 ) -> Reading:
     """Read the region and plan it. The in-use check only covers AMIs the rules would otherwise delete:
     being in use can only add a reason to keep, never change what the rules keep."""
-    images = tuple(gateways.images.managed_images(config.stack_name))
+    images = tuple(gateways.ec2.managed_images(config.stack_name))
     instances = {record.instance_id: record for record in gateways.ec2.instances()}
     draft = plan_region(region, RegionFacts(images, instances), catalog, config, now)
     candidates = [verdict.image_id for verdict in draft.with_outcome("expired")]
@@ -173,45 +160,6 @@ def read_and_plan(
 
 # --- executing a plan -------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ItemError:
-    resource_id: str
-    action: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.resource_id}: {self.action}: {self.message}"
-
-
-@dataclass
-class RegionOutcome:
-    region: str
-    plan: RegionPlan | None = None
-    reference_check: str = ""
-    error: str | None = None
-    deleted: list[str] = field(default_factory=list)
-    failed_cleaned: list[str] = field(default_factory=list)
-    snapshots_deleted: list[str] = field(default_factory=list)
-    snapshots_shared: list[str] = field(default_factory=list)
-    orphans_deleted: list[str] = field(default_factory=list)
-    tagged_gone: list[str] = field(default_factory=list)
-    gone_already: list[str] = field(default_factory=list)
-    errors: list[ItemError] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    out_of_time: bool = False
-
-    @property
-    def progressed(self) -> bool:
-        return bool(self.deleted or self.failed_cleaned or self.orphans_deleted or self.snapshots_deleted)
-
-    @property
-    def error_count(self) -> int:
-        return len(self.errors) + (1 if self.error else 0)
-
-    def count(self, *outcomes: Outcome) -> int:
-        return len(self.plan.with_outcome(*outcomes)) if self.plan else 0
-
-
-@dataclass(frozen=True)
 class Budget:
     remaining_ms: Callable[[], int]
     margin_ms: int
@@ -221,7 +169,7 @@ class Budget:
 
 
 def execute_plan(
-    plan: RegionPlan, facts: RegionFacts, gateway: Ec2RetentionGateway, budget: Budget, outcome: RegionOutcome
+    plan: RetentionPlan, facts: RegionFacts, gateway: Ec2Gateway, budget: Budget, outcome: RegionOutcome
 ) -> None:
     """Carry out a plan: gone-since tags, then failed AMIs, expired AMIs, orphan snapshots.
 
@@ -253,7 +201,7 @@ def _work_id(item: Verdict | Snapshot) -> str:
 
 
 def _delete_image(
-    verdict: Verdict, gateway: Ec2RetentionGateway, managed_snapshots: frozenset[str], outcome: RegionOutcome
+    verdict: Verdict, gateway: Ec2Gateway, managed_snapshots: frozenset[str], outcome: RegionOutcome
 ) -> None:
     try:
         result = gateway.deregister(verdict.image_id, verdict.snapshot_ids, managed_snapshots)
@@ -273,7 +221,7 @@ def _delete_image(
         _record_snapshot(snapshot, outcome.snapshots_deleted, outcome)
 
 
-def _delete_orphan(snapshot: Snapshot, gateway: Ec2RetentionGateway, outcome: RegionOutcome) -> None:
+def _delete_orphan(snapshot: Snapshot, gateway: Ec2Gateway, outcome: RegionOutcome) -> None:
     try:
         result = gateway.delete_snapshot(snapshot.snapshot_id)
     except (ClientError, BotoCoreError) as error:
@@ -294,76 +242,12 @@ def _record_snapshot(result: SnapshotDeletion, deleted: list[str], outcome: Regi
 # --- the run ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RetentionDeps:
-    gateways: Callable[[str], RegionGateways]
+    """Per region the EC2 gateway (it paces deletions) and Auto Scaling; the topic and the notice ledger."""
+
+    ec2: Callable[[str], Ec2Gateway]
+    autoscaling: Callable[[str], AutoScalingGateway]
     notifier: Notifier
     ledger: NoticeLedger
-
-
-def retention_deps(
-    runtime: Runtime,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RetentionDeps:
-    """Gateways per region, each with its own delete pacing (EC2's buckets are per region)."""
-
-    def gateways(region: str) -> RegionGateways:
-        pacer = TokenBucket(clock=clock, sleep=sleep)
-        return RegionGateways(
-            images=runtime.ec2(region),
-            ec2=Ec2RetentionGateway(clients.ec2(region), pacer),
-            autoscaling=AutoScalingGateway(clients.autoscaling(region)),
-        )
-
-    return RetentionDeps(gateways=gateways, notifier=runtime.notifier, ledger=runtime.ledger)
-
-
-@dataclass(frozen=True)
-class RetentionResult:
-    time: datetime
-    dry_run: bool
-    regions: tuple[RegionOutcome, ...]
-    continued: bool = False
-    continuation_error: str | None = None
-
-    @property
-    def out_of_time(self) -> bool:
-        return any(region.out_of_time for region in self.regions)
-
-    @property
-    def error_count(self) -> int:
-        return sum(region.error_count for region in self.regions) + (1 if self.continuation_error else 0)
-
-    def problems(self) -> str:
-        """A key naming what went wrong (regions, error codes), equal while the same things fail; "" if none."""
-        parts = [f"{r.region}:region:{error_kind(r.error)}" for r in self.regions if r.error]
-        parts += [f"{r.region}:{e.action}:{error_kind(e.message)}" for r in self.regions for e in r.errors]
-        if self.continuation_error:
-            parts.append(f"incomplete:{self.continuation_error}")
-        return condition_key("retention.summary", parts) if parts else ""
-
-    @property
-    def planned_deletions(self) -> int:
-        """AMIs the plans delete (expired and failed), whether or not this run got to them."""
-        return sum(len(region.plan.deletions) for region in self.regions if region.plan)
-
-    def metrics(self) -> dict[str, int]:
-        """The retention metrics of the contract, for this invocation."""
-        return {
-            "AmisExamined": sum(len(r.plan.verdicts) for r in self.regions if r.plan),
-            "AmisDeleted": sum(len(r.deleted) + len(r.failed_cleaned) for r in self.regions),
-            "SnapshotsDeleted": sum(len(r.snapshots_deleted) for r in self.regions),
-            "KeptInUse": sum(r.count("kept-in-use") for r in self.regions),
-            "RetentionErrors": self.error_count,
-            "OrphanSnapshotsDeleted": sum(len(r.orphans_deleted) for r in self.regions),
-        }
-
-    def response(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "continued": self.continued,
-            "regions": [region_counts(region, self.dry_run) for region in self.regions],
-        }
 
 
 def run_retention(
@@ -422,7 +306,7 @@ def _run_region(
     budget: Budget,
 ) -> RegionOutcome:
     try:
-        gateways = deps.gateways(region)
+        gateways = RegionGateways(deps.ec2(region), deps.autoscaling(region))
         reading = read_and_plan(region, gateways, catalog, config, now)
     except (ClientError, BotoCoreError) as error:
         return RegionOutcome(region, error=f"{type(error).__name__}: {error}")

@@ -25,20 +25,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from amikeeper.backups import is_held, newest_available, recorded_retention
-from amikeeper.gateways.ec2 import Image
-from amikeeper.gateways.ec2_retention import (
-    InstanceRecord,
-    Snapshot,
-)
+from amikeeper.model import GONE_SINCE, Image, Instance, Snapshot, TagKeys
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.retention_rules import Backup, BackupState, RetentionRules, select
-from amikeeper.tagkeys import TagKeys
 
 if TYPE_CHECKING:
     from amikeeper.config import Settings
 
-GONE_SINCE = "amikeeper:instance-gone-since"
 # A snapshot is swept as an orphan only once it is this old: one whose AMI is still being registered
 # is never mistaken for debris, and someone who deregistered an AMI by hand has a day to reuse it.
 ORPHAN_SNAPSHOT_GRACE = timedelta(days=1)
@@ -74,7 +68,7 @@ class RegionFacts:
     """Everything the planner needs to know about one region, as read from EC2 and Auto Scaling."""
 
     images: tuple[Image, ...]
-    instances: Mapping[str, InstanceRecord]  # every instance EC2 still lists, by id
+    instances: Mapping[str, Instance]  # every instance EC2 still lists, by id
     in_use: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> what uses it
     snapshots: tuple[Snapshot, ...] = ()  # this stack's snapshots
     existing_image_ids: frozenset[str] = frozenset()  # AMIs that exist, among those orphans name
@@ -125,7 +119,7 @@ class GoneSinceTag:
 
 
 @dataclass(frozen=True)
-class RegionPlan:
+class RetentionPlan:
     region: str
     verdicts: tuple[Verdict, ...]
     instances: tuple[InstanceRetention, ...] = ()
@@ -146,7 +140,7 @@ class RegionPlan:
 
 def plan_region(
     region: str, facts: RegionFacts, catalog: PolicyCatalog, config: RetentionConfig, now: datetime
-) -> RegionPlan:
+) -> RetentionPlan:
     """Pure: keep or delete for every AMI of this stack in the region, plus the orphan snapshots."""
     groups: defaultdict[str | None, list[Image]] = defaultdict(list)
     for image in facts.images:
@@ -160,7 +154,7 @@ def plan_region(
         instances.append(group.instance)
         if group.gone_since_tag is not None:
             tags.append(group.gone_since_tag)
-    return RegionPlan(
+    return RetentionPlan(
         region=region,
         verdicts=tuple(verdicts),
         instances=tuple(instances),
@@ -265,7 +259,7 @@ def _plan_group(
 def _choose_policy(
     instance_id: str | None,
     images: list[Image],
-    instances: Mapping[str, InstanceRecord],
+    instances: Mapping[str, Instance],
     catalog: PolicyCatalog,
     keys: TagKeys,
 ) -> _PolicyChoice:

@@ -6,16 +6,11 @@ The id lists are capped so that the message fits SNS's size limit; the counts ar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from amikeeper.naming import format_slot
-from amikeeper.notifications import Notification
-
-if TYPE_CHECKING:
-    from amikeeper.retention import RegionOutcome, RetentionResult
-
-SNS_MESSAGE_LIMIT = 250_000  # SNS takes 262,144 bytes including attributes; keep a margin
-
+from amikeeper.notifications import Notification, fit_to_sns
+from amikeeper.retention_result import RegionOutcome, RetentionResult, region_counts
 
 # --- the summary ------------------------------------------------------------------------------------
 TABLE_HEADER = (
@@ -31,28 +26,6 @@ TABLE_HEADER = (
     "orphans",
     "errors",
 )
-
-
-def region_counts(region: RegionOutcome, dry_run: bool) -> dict[str, Any]:
-    plan = region.plan
-    planned_expired = region.count("expired")
-    planned_failed = region.count("failed")
-    return {
-        "region": region.region,
-        "error": region.error,
-        "examined": len(plan.verdicts) if plan else 0,
-        "kept": region.count("kept"),
-        "kept_in_use": region.count("kept-in-use"),
-        "held": region.count("held"),
-        "pending": region.count("pending"),
-        "skipped": region.count("skipped"),
-        "deleted": planned_expired if dry_run else len(region.deleted),
-        "failed_cleaned": planned_failed if dry_run else len(region.failed_cleaned),
-        "snapshots_deleted": len(region.snapshots_deleted),
-        "orphan_snapshots": len(plan.orphans) if dry_run and plan else len(region.orphans_deleted),
-        "errors": region.error_count,
-        "deferred": len(region.deferred),
-    }
 
 
 def _table_row(region: RegionOutcome, dry_run: bool) -> list[str]:
@@ -74,12 +47,12 @@ def _table_row(region: RegionOutcome, dry_run: bool) -> list[str]:
     ]
 
 
-def _capped(items: Sequence[Any], cap: int | None) -> dict[str, Any]:
-    shown = list(items) if cap is None else list(items[:cap])
+def _capped(items: Sequence[Any], cap: int) -> dict[str, Any]:
+    shown = list(items[:cap])
     return {"items": shown, "omitted": len(items) - len(shown)}
 
 
-def _region_payload(region: RegionOutcome, dry_run: bool, cap: int | None) -> dict[str, Any]:
+def _region_payload(region: RegionOutcome, dry_run: bool, cap: int) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "counts": region_counts(region, dry_run),
         "reference_check": region.reference_check,
@@ -183,9 +156,10 @@ def retention_summary(result: RetentionResult) -> Notification:
     if errors:
         subject += f", {errors} error(s)"
     table = [list(TABLE_HEADER), *(_table_row(region, result.dry_run) for region in result.regions)]
-    notification = Notification(event="retention.summary", severity="info", subject=subject, summary="")
-    for cap in (None, 200, 50, 10, 0):
-        notification = Notification(
+    longest = max((_longest_listing(region) for region in result.regions), default=0)
+
+    def build(cap: int) -> Notification:
+        return Notification(
             event="retention.summary",
             # A region retention cannot read, or AMIs it could not delete: storage and risk pile up unseen.
             severity="error" if errors else "info",
@@ -205,6 +179,23 @@ def retention_summary(result: RetentionResult) -> Notification:
                 ],
             },
         )
-        if len(notification.sns_message().encode()) <= SNS_MESSAGE_LIMIT:
-            break
-    return notification
+
+    return fit_to_sns(build, longest)
+
+
+def _longest_listing(region: RegionOutcome) -> int:
+    """The longest id list of a region's summary: capping every list at it lists everything."""
+    plan = region.plan
+    planned = [len(plan.verdicts), len(plan.orphans), len(plan.notes)] if plan else []
+    done = [
+        len(region.deleted),
+        len(region.failed_cleaned),
+        len(region.snapshots_deleted),
+        len(region.snapshots_shared),
+        len(region.orphans_deleted),
+        len(region.tagged_gone),
+        len(region.gone_already),
+        len(region.deferred),
+        len(region.errors),
+    ]
+    return max([0, *planned, *done])

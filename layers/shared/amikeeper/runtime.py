@@ -1,34 +1,59 @@
-"""Wiring: turns validated Settings into the gateways and policy catalog the domain functions take.
+"""Wiring, and the only place that makes boto3 clients: turns validated Settings into the gateways and
+policy catalog that orchestration functions receive as arguments.
 
-Handlers build one Runtime at cold start; tests build theirs around moto the same way.
+Handlers build one Runtime at cold start and hand its parts to the domain functions; tests build theirs
+around moto the same way, with a fake clock for the delete pacing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from amikeeper import clients
 from amikeeper.config import Settings
+from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.gateways.lambda_ import SelfInvoker
 from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
-from amikeeper.planner import PlannerDeps, Stack
+from amikeeper.model import Stack
+from amikeeper.pacing import TokenBucket
 from amikeeper.policies import PolicyCatalog, build_catalog
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
+
+    from amikeeper.idempotency import Idempotency
 
 
 @dataclass
 class Runtime:
     settings: Settings
+    # What the delete pacing waits on; tests and the benchmark pass a virtual clock.
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _ec2: dict[str, Ec2Gateway] = field(default_factory=dict, init=False, repr=False)
 
-    @cached_property
+    @property
     def stack(self) -> Stack:
-        return Stack(self.settings.stack_name, self.settings.tag_keys, self.settings.copy_tags)
+        return self.settings.stack
 
     def ec2(self, region: str) -> Ec2Gateway:
-        return Ec2Gateway(clients.ec2(region))
+        """One gateway per region for the life of the container: EC2's request buckets are per region,
+        so its delete pacing is too."""
+        if region not in self._ec2:
+            pacer = TokenBucket(clock=self.clock, sleep=self.sleep)
+            self._ec2[region] = Ec2Gateway(clients.ec2(region), pacer)
+        return self._ec2[region]
+
+    def autoscaling(self, region: str) -> AutoScalingGateway:
+        return AutoScalingGateway(clients.autoscaling(region))
 
     @cached_property
     def queue(self) -> WorkQueue:
@@ -48,7 +73,7 @@ class Runtime:
 
     @cached_property
     def _policy_source(self) -> PolicyDocumentSource:
-        return PolicyDocumentSource(self.settings.policies_parameter, self.settings.home_region)
+        return PolicyDocumentSource(self.settings.policies_parameter, clients.ssm(self.settings.home_region))
 
     def catalog(self) -> PolicyCatalog:
         """The policies in force now; an unreadable document disables named policies for this run only."""
@@ -64,5 +89,12 @@ class Runtime:
             settings.default_schedule, settings.default_retention, settings.time_zone, document
         )
 
-    def planner_deps(self) -> PlannerDeps:
-        return PlannerDeps(ec2=self.ec2, queue=self.queue, notifier=self.notifier, ledger=self.ledger)
+    def self_invoker(self, function_arn: str) -> SelfInvoker:
+        return SelfInvoker(clients.lambda_(self.settings.home_region), function_arn)
+
+    def idempotency(self, logger: Logger) -> Idempotency:
+        # Imported here: only the event handlers use it, and it is the heaviest import of the layer.
+        from amikeeper.idempotency import Idempotency
+
+        region = self.settings.home_region
+        return Idempotency(self.settings.idempotency_table, lambda: clients.dynamodb(region), logger)

@@ -1,104 +1,88 @@
-"""EC2 reads and the one write a backup needs: instances, amikeeper's AMIs, CreateImage.
+"""Every EC2 call amikeeper makes, for one region: reads, CreateImage, and retention's deletions.
 
-Reads are region-wide, paginated and filtered on the server, so one run costs a handful of pages per
-region however many instances it covers, never one call per instance.
+Reads are region-wide, paginated and filtered on the server (one run costs a handful of pages per region
+however many instances it covers, never one call per instance), or batched by EC2's own limit
+(DescribeImageReferences takes 10 image ids). Deletion never goes past this stack's resources: callers
+pass only AMIs listed with the stack's managed-by tag, a snapshot is deleted only when it carries that
+tag too (IAM enforces the same condition), and deletions draw on a pacer that keeps them inside EC2's
+request-rate bucket for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from itertools import islice
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from amikeeper.naming import parse_slot
-from amikeeper.work import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, WorkItem
+from amikeeper.model import INSTANCE_ID, MANAGED_BY, Image, Instance, Snapshot, WorkItem, tag_map
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_ec2.type_defs import FilterTypeDef, ImageTypeDef, InstanceTypeDef, TagTypeDef
+    from mypy_boto3_ec2.type_defs import (
+        DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
+        FilterTypeDef,
+        ImageTypeDef,
+        InstanceTypeDef,
+        LaunchTemplateVersionTypeDef,
+        TagTypeDef,
+    )
 
-LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 PAGE_SIZE = 1000
+TEMPLATE_PAGE_SIZE = 200
+IMAGE_ID_FILTER_CHUNK = 200
+# DescribeImageReferences accepts at most 10 image ids a call.
+REFERENCE_CHUNK = 10
+# version-depth counts back from the newest version, so only the maximum is sure to reach $Default;
+# which versions are $Default and $Latest is then read from the templates themselves.
+REFERENCE_VERSION_DEPTH = "10000"
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+INSTANCE_STATES_THAT_USE = ["pending", "running", "shutting-down", "stopping", "stopped"]
+
 DUPLICATE_NAME = "InvalidAMIName.Duplicate"
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 IMAGE_NOT_FOUND = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed")
+SNAPSHOT_IN_USE = "InvalidSnapshot.InUse"
+SNAPSHOT_NOT_FOUND = "InvalidSnapshot.NotFound"
+TEMPLATE_NOT_FOUND = (
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+    "InvalidLaunchTemplateId.VersionNotFound",
+)
+# What an account, region or SDK without DescribeImageReferences (or without the permission) answers.
+REFERENCES_UNAVAILABLE = (
+    "InvalidAction",
+    "UnsupportedOperation",
+    "UnauthorizedOperation",
+    "OperationNotPermitted",
+)
+# What EC2 answers when asked for $Default/$Latest of every template at once and cannot do it.
+ALL_TEMPLATES_UNSUPPORTED = (
+    "MissingParameter",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "UnsupportedOperation",
+)
+_TEMPLATE_ARN = re.compile(r":launch-template/(lt-[0-9a-f]+)$")
+_INSTANCE_ARN = re.compile(r":instance/(i-[0-9a-f]+)$")
 
 
-def tag_map(tags: Iterable[TagTypeDef] | None) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in tags or ()}
+class Pacer(Protocol):
+    def acquire(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Instance:
-    instance_id: str
-    state: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str | None:
-        return self.tags.get("Name")
-
-    @classmethod
-    def from_api(cls, data: InstanceTypeDef) -> Instance:
-        return cls(data["InstanceId"], data["State"]["Name"], tag_map(data.get("Tags")))
+class _Unpaced:
+    def acquire(self) -> None:
+        return None
 
 
-@dataclass(frozen=True)
-class Image:
-    image_id: str
-    name: str
-    state: str
-    created: datetime
-    tags: Mapping[str, str] = field(default_factory=dict)
-    snapshot_ids: tuple[str, ...] = ()
-    state_reason: str | None = None
-
-    @property
-    def instance_id(self) -> str | None:
-        return self.tags.get(INSTANCE_ID)
-
-    @property
-    def policy(self) -> str | None:
-        return self.tags.get(POLICY)
-
-    @property
-    def trigger(self) -> str | None:
-        return self.tags.get(TRIGGER)
-
-    @property
-    def slot(self) -> datetime | None:
-        text = self.tags.get(SLOT)
-        if text is None:
-            return None
-        try:
-            return parse_slot(text)
-        except ValueError:
-            return None
-
-    @property
-    def backup_time(self) -> datetime:
-        """When the backup counts as taken: its slot, which is exact and replayable, else its creation."""
-        return self.slot or self.created
-
-    @classmethod
-    def from_api(cls, data: ImageTypeDef) -> Image:
-        snapshots = tuple(
-            mapping["Ebs"]["SnapshotId"]
-            for mapping in data.get("BlockDeviceMappings", [])
-            if "Ebs" in mapping and "SnapshotId" in mapping["Ebs"]
-        )
-        return cls(
-            image_id=data["ImageId"],
-            name=data.get("Name", ""),
-            state=data["State"],
-            created=datetime.fromisoformat(data["CreationDate"].replace("Z", "+00:00")),
-            tags=tag_map(data.get("Tags")),
-            snapshot_ids=snapshots,
-            state_reason=data.get("StateReason", {}).get("Message"),
-        )
+class ImageReferencesUnavailable(RuntimeError):
+    """DescribeImageReferences cannot be used here; the caller scans instead."""
 
 
 @dataclass(frozen=True)
@@ -107,10 +91,92 @@ class CreateResult:
     duplicate: bool
 
 
-class Ec2Gateway:
-    def __init__(self, client: EC2Client) -> None:
-        self._client = client
+@dataclass(frozen=True)
+class ImageReference:
+    image_id: str
+    resource_type: str
+    arn: str
 
+    @property
+    def instance_id(self) -> str | None:
+        match = _INSTANCE_ARN.search(self.arn)
+        return match.group(1) if match else None
+
+    @property
+    def template_id(self) -> str | None:
+        match = _TEMPLATE_ARN.search(self.arn)
+        return match.group(1) if match else None
+
+
+SnapshotStatus = Literal["deleted", "shared", "gone", "failed"]
+
+
+@dataclass(frozen=True)
+class SnapshotDeletion:
+    """What became of one snapshot: deleted, kept because another AMI uses it, already gone, or failed."""
+
+    snapshot_id: str
+    status: SnapshotStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Deregistration:
+    image_id: str
+    snapshots: tuple[SnapshotDeletion, ...]
+    method: Literal["DeleteAssociatedSnapshots", "DeleteSnapshot"]
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _instance(data: InstanceTypeDef) -> Instance:
+    return Instance(
+        instance_id=data["InstanceId"],
+        state=data["State"]["Name"],
+        tags=tag_map(data.get("Tags")),
+        launch_time=data.get("LaunchTime"),
+        image_id=data.get("ImageId"),
+    )
+
+
+def _image(data: ImageTypeDef) -> Image:
+    snapshots = tuple(
+        mapping["Ebs"]["SnapshotId"]
+        for mapping in data.get("BlockDeviceMappings", [])
+        if "Ebs" in mapping and "SnapshotId" in mapping["Ebs"]
+    )
+    return Image(
+        image_id=data["ImageId"],
+        name=data.get("Name", ""),
+        state=data["State"],
+        created=datetime.fromisoformat(data["CreationDate"].replace("Z", "+00:00")),
+        tags=tag_map(data.get("Tags")),
+        snapshot_ids=snapshots,
+        state_reason=data.get("StateReason", {}).get("Message"),
+    )
+
+
+class Ec2Gateway:
+    """One region's EC2, through one client; deletions paced by ``pacer``."""
+
+    def __init__(self, client: EC2Client, pacer: Pacer | None = None) -> None:
+        self._client = client
+        self._pacer: Pacer = pacer or _Unpaced()
+        self._references_available: bool | None = None
+        request = client.meta.service_model.operation_model("DeregisterImage").input_shape
+        self.deletes_associated_snapshots = (
+            request is not None and "DeleteAssociatedSnapshots" in request.members
+        )
+
+    # --- instances -----------------------------------------------------------------------------------------
     def opted_in_instances(self, opt_in_tag_key: str) -> Iterator[Instance]:
         """Every live instance carrying the opt-in tag key; the value is judged by the caller."""
         yield from self._describe_instances(
@@ -120,33 +186,75 @@ class Ec2Gateway:
             ]
         )
 
+    def instances(self) -> Iterator[Instance]:
+        """Every instance EC2 still lists in the region, in any state (terminated ones linger a while)."""
+        yield from self._describe_instances([])
+
     def instance(self, instance_id: str) -> Instance | None:
-        """One instance in any state, or None when EC2 no longer knows it."""
+        """One instance in any state (EC2 lists terminated ones for about an hour), or None."""
         try:
-            found = list(self._describe_instances([], instance_ids=[instance_id]))
+            response = self._client.describe_instances(InstanceIds=[instance_id])
         except ClientError as error:
-            if error.response["Error"]["Code"] == INSTANCE_NOT_FOUND:
+            if error_code(error) == INSTANCE_NOT_FOUND:
                 return None
             raise
-        return found[0] if found else None
+        for reservation in response.get("Reservations", []):
+            for data in reservation.get("Instances", []):
+                return _instance(data)
+        return None
 
-    def managed_images(self, stack_name: str, *, image_ids: list[str] | None = None) -> Iterator[Image]:
+    def _describe_instances(self, filters: list[FilterTypeDef]) -> Iterator[Instance]:
+        paginator = self._client.get_paginator("describe_instances")
+        for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE}):
+            for reservation in page.get("Reservations", []):
+                for data in reservation.get("Instances", []):
+                    yield _instance(data)
+
+    # --- AMIs ---------------------------------------------------------------------------------------------
+    def managed_images(self, stack_name: str) -> Iterator[Image]:
         """Every AMI of this account that this stack made, in any state."""
-        paginator = self._client.get_paginator("describe_images")
-        filters: list[FilterTypeDef] = [{"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}]
-        kwargs: dict[str, object] = {"Owners": ["self"], "Filters": filters}
-        if image_ids:
-            kwargs["ImageIds"] = image_ids
-        else:
-            kwargs["PaginationConfig"] = {"PageSize": PAGE_SIZE}
+        yield from self._describe_images([{"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}])
+
+    def backups_of(self, stack_name: str, instance_id: str) -> Iterator[Image]:
+        """Every AMI this stack made of one instance, in any state (filtered on the server)."""
+        yield from self._describe_images(
+            [
+                {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]},
+                {"Name": f"tag:{INSTANCE_ID}", "Values": [instance_id]},
+            ]
+        )
+
+    def image(self, image_id: str) -> Image | None:
+        """One AMI of this account, whoever made it; None once it is deregistered."""
         try:
-            for page in paginator.paginate(**kwargs):  # type: ignore[arg-type]
-                for image in page.get("Images", []):
-                    yield Image.from_api(image)
+            response = self._client.describe_images(ImageIds=[image_id], Owners=["self"])
         except ClientError as error:
-            if image_ids and error.response["Error"]["Code"] in IMAGE_NOT_FOUND:
-                return
+            if error_code(error) in IMAGE_NOT_FOUND:
+                return None
             raise
+        images = response.get("Images", [])
+        return _image(images[0]) if images else None
+
+    def existing_image_ids(self, image_ids: Collection[str]) -> frozenset[str]:
+        """Which of these AMIs this account still has, whatever their tags say.
+
+        A filter, not ImageIds, so that ids of deregistered AMIs are simply absent instead of failing
+        the whole call.
+        """
+        found: set[str] = set()
+        for chunk in _chunks(sorted(image_ids), IMAGE_ID_FILTER_CHUNK):
+            found.update(
+                image.image_id for image in self._describe_images([{"Name": "image-id", "Values": chunk}])
+            )
+        return frozenset(found)
+
+    def _describe_images(self, filters: list[FilterTypeDef]) -> Iterator[Image]:
+        paginator = self._client.get_paginator("describe_images")
+        for page in paginator.paginate(
+            Owners=["self"], Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE}
+        ):
+            for data in page.get("Images", []):
+                yield _image(data)
 
     def create_image(self, item: WorkItem) -> CreateResult:
         """CreateImage with the tags on the AMI and on every snapshot, in the same call.
@@ -166,21 +274,194 @@ class Ec2Gateway:
                 ],
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == DUPLICATE_NAME:
+            if error_code(error) == DUPLICATE_NAME:
                 return CreateResult(image_id=None, duplicate=True)
             raise
         return CreateResult(image_id=response["ImageId"], duplicate=False)
 
-    def _describe_instances(
-        self, filters: list[FilterTypeDef], *, instance_ids: list[str] | None = None
-    ) -> Iterator[Instance]:
-        paginator = self._client.get_paginator("describe_instances")
-        kwargs: dict[str, object] = {"Filters": filters}
-        if instance_ids:
-            kwargs["InstanceIds"] = instance_ids
-        else:
-            kwargs["PaginationConfig"] = {"PageSize": PAGE_SIZE}
-        for page in paginator.paginate(**kwargs):  # type: ignore[arg-type]
-            for reservation in page.get("Reservations", []):
-                for instance in reservation.get("Instances", []):
-                    yield Instance.from_api(instance)
+    def tag_image(self, image_id: str, key: str, value: str) -> None:
+        self._client.create_tags(Resources=[image_id], Tags=[{"Key": key, "Value": value}])
+
+    # --- snapshots ----------------------------------------------------------------------------------------
+    def managed_snapshots(self, stack_name: str) -> Iterator[Snapshot]:
+        """Every snapshot of this account carrying this stack's managed-by tag."""
+        paginator = self._client.get_paginator("describe_snapshots")
+        filters: list[FilterTypeDef] = [{"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}]
+        for page in paginator.paginate(
+            OwnerIds=["self"], Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE}
+        ):
+            for data in page.get("Snapshots", []):
+                yield Snapshot(
+                    snapshot_id=data["SnapshotId"],
+                    description=data.get("Description", ""),
+                    started=data["StartTime"],
+                    state=data.get("State", ""),
+                    tags=tag_map(data.get("Tags")),
+                )
+
+    # --- what uses an AMI ---------------------------------------------------------------------------------
+    def image_references(self, image_ids: Collection[str]) -> list[ImageReference]:
+        """Instances (not terminated) and launch templates (any version) that reference these AMIs.
+
+        Raises ImageReferencesUnavailable when the SDK, account or region lacks the operation, or the
+        role lacks its permission; the answer is remembered for the rest of this gateway's life.
+        """
+        if self._references_available is False or not hasattr(self._client, "describe_image_references"):
+            self._references_available = False
+            raise ImageReferencesUnavailable("DescribeImageReferences is not available")
+        references: list[ImageReference] = []
+        paginator = self._client.get_paginator("describe_image_references")
+        try:
+            for chunk in _chunks(sorted(image_ids), REFERENCE_CHUNK):
+                for page in paginator.paginate(
+                    ImageIds=chunk,
+                    ResourceTypes=[
+                        {
+                            "ResourceType": "ec2:Instance",
+                            "ResourceTypeOptions": [
+                                {"OptionName": "state-name", "OptionValues": INSTANCE_STATES_THAT_USE}
+                            ],
+                        },
+                        {
+                            "ResourceType": "ec2:LaunchTemplate",
+                            "ResourceTypeOptions": [
+                                {"OptionName": "version-depth", "OptionValues": [REFERENCE_VERSION_DEPTH]}
+                            ],
+                        },
+                    ],
+                ):
+                    references.extend(
+                        ImageReference(item["ImageId"], item["ResourceType"], item["Arn"])
+                        for item in page.get("ImageReferences", [])
+                    )
+        except ClientError as error:
+            if error_code(error) in REFERENCES_UNAVAILABLE:
+                self._references_available = False
+                raise ImageReferencesUnavailable(f"DescribeImageReferences: {error}") from error
+            raise
+        self._references_available = True
+        return references
+
+    def launch_template_images(self, template_ids: Collection[str] | None = None) -> dict[str, set[str]]:
+        """Image id -> the $Default and $Latest launch template versions that launch it.
+
+        Without template ids: every template of the region, in one paginated call when EC2 accepts it,
+        else template by template.
+        """
+        if template_ids is not None:
+            return self._versions_of(template_ids)
+        try:
+            return _images_of_versions(
+                self._paginate_versions({"Versions": ["$Default", "$Latest"], "ResolveAlias": True})
+            )
+        except ClientError as error:
+            if error_code(error) not in ALL_TEMPLATES_UNSUPPORTED:
+                raise
+        return self._versions_of(self._all_template_ids())
+
+    def _versions_of(self, template_ids: Collection[str]) -> dict[str, set[str]]:
+        versions: list[LaunchTemplateVersionTypeDef] = []
+        for template_id in sorted(template_ids):
+            try:
+                versions.extend(
+                    self._paginate_versions(
+                        {
+                            "LaunchTemplateId": template_id,
+                            "Versions": ["$Default", "$Latest"],
+                            "ResolveAlias": True,
+                        }
+                    )
+                )
+            except ClientError as error:
+                if error_code(error) not in TEMPLATE_NOT_FOUND:
+                    raise
+        return _images_of_versions(versions)
+
+    def _paginate_versions(
+        self, request: DescribeLaunchTemplateVersionsRequestPaginateTypeDef
+    ) -> list[LaunchTemplateVersionTypeDef]:
+        paginator = self._client.get_paginator("describe_launch_template_versions")
+        versions: list[LaunchTemplateVersionTypeDef] = []
+        for page in paginator.paginate(**(request | {"PaginationConfig": {"PageSize": TEMPLATE_PAGE_SIZE}})):
+            versions.extend(page.get("LaunchTemplateVersions", []))
+        return versions
+
+    def _all_template_ids(self) -> list[str]:
+        paginator = self._client.get_paginator("describe_launch_templates")
+        return [
+            template["LaunchTemplateId"]
+            for page in paginator.paginate(PaginationConfig={"PageSize": TEMPLATE_PAGE_SIZE})
+            for template in page.get("LaunchTemplates", [])
+        ]
+
+    # --- deletion ---------------------------------------------------------------------------------------
+    def deregister(
+        self, image_id: str, snapshot_ids: Sequence[str], managed_snapshot_ids: Collection[str]
+    ) -> Deregistration:
+        """Deregister one AMI and delete the snapshots it owned (only those tagged as this stack's).
+
+        With DeleteAssociatedSnapshots, EC2 reports each snapshot; one it kept because another AMI uses
+        it is `shared`, one it failed to delete is retried once with DeleteSnapshot. Without the
+        parameter (older SDK), the AMI is deregistered first, then its snapshots are deleted one by one.
+        Raises the ClientError of DeregisterImage itself; snapshot failures are returned, not raised.
+        """
+        owned = [snapshot_id for snapshot_id in snapshot_ids if snapshot_id in managed_snapshot_ids]
+        self._pacer.acquire()
+        if not self.deletes_associated_snapshots:
+            self._client.deregister_image(ImageId=image_id)
+            return Deregistration(image_id, tuple(self._delete_quietly(s) for s in owned), "DeleteSnapshot")
+        response = self._client.deregister_image(ImageId=image_id, DeleteAssociatedSnapshots=True)
+        results = {
+            result["SnapshotId"]: result.get("ReturnCode", "")
+            for result in response.get("DeleteSnapshotResults", [])
+            if "SnapshotId" in result
+        }
+        outcomes: list[SnapshotDeletion] = []
+        for snapshot_id in dict.fromkeys([*results, *owned]):
+            code = results.get(snapshot_id)
+            if code == "success":
+                outcomes.append(SnapshotDeletion(snapshot_id, "deleted"))
+            elif code == "skipped":
+                outcomes.append(SnapshotDeletion(snapshot_id, "shared", "still used by another AMI"))
+            elif snapshot_id in managed_snapshot_ids:
+                # Not reported, or reported failed: delete it ourselves so that nothing is left behind.
+                outcomes.append(self._delete_quietly(snapshot_id, first_failure=code))
+            else:
+                outcomes.append(
+                    SnapshotDeletion(snapshot_id, "failed", f"EC2 answered {code}; not this stack's to retry")
+                )
+        return Deregistration(image_id, tuple(outcomes), "DeleteAssociatedSnapshots")
+
+    def delete_snapshot(self, snapshot_id: str) -> SnapshotDeletion:
+        """DeleteSnapshot; a snapshot another AMI uses is kept (`shared`), a missing one is `gone`."""
+        self._pacer.acquire()
+        try:
+            self._client.delete_snapshot(SnapshotId=snapshot_id)
+        except ClientError as error:
+            code = error_code(error)
+            if code == SNAPSHOT_IN_USE:
+                return SnapshotDeletion(snapshot_id, "shared", str(error))
+            if code == SNAPSHOT_NOT_FOUND:
+                return SnapshotDeletion(snapshot_id, "gone")
+            raise
+        return SnapshotDeletion(snapshot_id, "deleted")
+
+    def _delete_quietly(self, snapshot_id: str, first_failure: str | None = None) -> SnapshotDeletion:
+        try:
+            return self.delete_snapshot(snapshot_id)
+        except (ClientError, BotoCoreError) as error:
+            before = f"DeleteAssociatedSnapshots answered {first_failure}; " if first_failure else ""
+            return SnapshotDeletion(snapshot_id, "failed", f"{before}DeleteSnapshot: {error}")
+
+
+def _images_of_versions(versions: Iterable[LaunchTemplateVersionTypeDef]) -> dict[str, set[str]]:
+    users: defaultdict[str, set[str]] = defaultdict(set)
+    for version in versions:
+        image_id = version.get("LaunchTemplateData", {}).get("ImageId")
+        if not image_id or not image_id.startswith("ami-"):
+            continue  # an unresolved SSM alias cannot name one of our AMIs
+        which = "$Default" if version.get("DefaultVersion") else "$Latest"
+        name = version.get("LaunchTemplateName", "")
+        template = f"{name} ({version.get('LaunchTemplateId')})" if name else version.get("LaunchTemplateId")
+        users[image_id].add(f"launch template {template} {which} v{version.get('VersionNumber')}")
+    return dict(users)

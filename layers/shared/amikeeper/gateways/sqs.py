@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from amikeeper.work import WorkItem
+from amikeeper.model import WorkItem
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

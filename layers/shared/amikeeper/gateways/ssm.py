@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from botocore.config import Config
 
-from amikeeper.clients import CLIENT_CONFIG
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
 
 # Operators edit the document without a redeploy; a minute is how long an edit may take to apply.
 CACHE_SECONDS = 60
@@ -17,9 +19,9 @@ class PolicyDocumentUnavailable(RuntimeError):
 
 
 class PolicyDocumentSource:
-    def __init__(self, parameter_name: str, region: str) -> None:
+    def __init__(self, parameter_name: str, client: SSMClient) -> None:
         self._parameter_name = parameter_name
-        self._provider = SSMProvider(boto_config=CLIENT_CONFIG.merge(Config(region_name=region)))
+        self._provider = SSMProvider(boto3_client=client)
 
     def read(self) -> str:
         try:

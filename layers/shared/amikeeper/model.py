@@ -1,0 +1,194 @@
+"""amikeeper's vocabulary: the things every module talks about, defined once. Pure.
+
+Instances, AMIs (``Image``) and snapshots as EC2 describes them; the stack (its name and tag keys); the
+work item a worker turns into one CreateImage; the tag keys amikeeper writes. Gateways build these from
+EC2's answers, pure modules decide on them, orchestration passes them along.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amikeeper.naming import TRIGGERS, InvalidSlotError, Trigger, parse_slot
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import TagTypeDef
+
+__all__ = [
+    "GONE_SINCE",
+    "INSTANCE_ID",
+    "MANAGED_BY",
+    "POLICY",
+    "RETAIN",
+    "SLOT",
+    "TRIGGER",
+    "TRIGGERS",
+    "Image",
+    "Instance",
+    "Snapshot",
+    "Stack",
+    "TagKeys",
+    "Trigger",
+    "WorkItem",
+    "tag_map",
+]
+
+# --- the tags amikeeper writes on every AMI and snapshot (SPEC §5) --------------------------------------
+MANAGED_BY = "amikeeper:managed-by"
+INSTANCE_ID = "amikeeper:instance-id"
+POLICY = "amikeeper:policy"
+TRIGGER = "amikeeper:trigger"
+SLOT = "amikeeper:slot"
+# The retention expression in force when the backup was made: it governs the backup once its instance is
+# gone or opted out, when the instance's own tags can no longer say.
+RETAIN = "amikeeper:retain"
+# When retention first found the instance gone, on its newest backup (OrphanGraceDays counts from it).
+GONE_SINCE = "amikeeper:instance-gone-since"
+
+TERMINATED = "terminated"
+
+
+def tag_map(tags: Iterable[TagTypeDef] | None) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags or ()}
+
+
+@dataclass(frozen=True)
+class TagKeys:
+    """The instance and AMI tag keys of SPEC §1, all derived from the stack's OptInTagKey."""
+
+    opt_in: str
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.opt_in}:Schedule"
+
+    @property
+    def retain(self) -> str:
+        return f"{self.opt_in}:Retain"
+
+    @property
+    def no_reboot(self) -> str:
+        return f"{self.opt_in}:NoReboot"
+
+    @property
+    def on_stop(self) -> str:
+        return f"{self.opt_in}:OnStop"
+
+    @property
+    def hold(self) -> str:
+        return f"{self.opt_in}:Hold"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What every backup needs to know about the deployment."""
+
+    name: str
+    tag_keys: TagKeys
+    copy_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An EC2 instance: its state and tags, when it was launched and from which AMI."""
+
+    instance_id: str
+    state: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    launch_time: datetime | None = None
+    image_id: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.tags.get("Name")
+
+    @property
+    def gone(self) -> bool:
+        return self.state == TERMINATED
+
+
+@dataclass(frozen=True)
+class Image:
+    """An AMI, with the tags amikeeper wrote on it."""
+
+    image_id: str
+    name: str
+    state: str
+    created: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+    state_reason: str | None = None
+
+    @property
+    def instance_id(self) -> str | None:
+        return self.tags.get(INSTANCE_ID)
+
+    @property
+    def policy(self) -> str | None:
+        return self.tags.get(POLICY)
+
+    @property
+    def trigger(self) -> str | None:
+        return self.tags.get(TRIGGER)
+
+    @property
+    def slot(self) -> datetime | None:
+        text = self.tags.get(SLOT)
+        if text is None:
+            return None
+        try:
+            return parse_slot(text)
+        except InvalidSlotError:
+            return None
+
+    @property
+    def backup_time(self) -> datetime:
+        """When the backup counts as taken: its slot, which is exact and replayable, else its creation."""
+        return self.slot or self.created
+
+
+_IMAGE_IN_DESCRIPTION = re.compile(r"\bfor (ami-[0-9a-f]{8,17})\b")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: str
+    description: str
+    started: datetime
+    state: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def image_id(self) -> str | None:
+        """The AMI CreateImage made it for: EC2 writes 'Created by CreateImage(i-…) for ami-… …'."""
+        match = _IMAGE_IN_DESCRIPTION.search(self.description)
+        return match.group(1) if match else None
+
+
+class WorkItem(BaseModel):
+    """One instance to back up, as the planner (or an event) hands it to the worker through SQS.
+
+    It carries everything CreateImage needs, so a worker spends exactly one EC2 call per instance.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    region: str = Field(min_length=1)
+    instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")
+    image_name: str = Field(min_length=3, max_length=128)
+    description: str = Field(max_length=255)
+    no_reboot: bool
+    trigger: Trigger
+    slot: datetime
+    policy: str = Field(min_length=1)
+    tags: dict[str, str]
+
+    def to_message(self) -> str:
+        return self.model_dump_json()

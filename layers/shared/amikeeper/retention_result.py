@@ -1,0 +1,119 @@
+"""What a retention run did, region by region: the counts, ids and errors its summary and metrics report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from amikeeper.notifications import condition_key, error_kind
+from amikeeper.retention_plan import Outcome, RetentionPlan
+
+
+@dataclass(frozen=True)
+class ItemError:
+    resource_id: str
+    action: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.resource_id}: {self.action}: {self.message}"
+
+
+@dataclass
+class RegionOutcome:
+    region: str
+    plan: RetentionPlan | None = None
+    reference_check: str = ""
+    error: str | None = None
+    deleted: list[str] = field(default_factory=list)
+    failed_cleaned: list[str] = field(default_factory=list)
+    snapshots_deleted: list[str] = field(default_factory=list)
+    snapshots_shared: list[str] = field(default_factory=list)
+    orphans_deleted: list[str] = field(default_factory=list)
+    tagged_gone: list[str] = field(default_factory=list)
+    gone_already: list[str] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    out_of_time: bool = False
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.deleted or self.failed_cleaned or self.orphans_deleted or self.snapshots_deleted)
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + (1 if self.error else 0)
+
+    def count(self, *outcomes: Outcome) -> int:
+        return len(self.plan.with_outcome(*outcomes)) if self.plan else 0
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    time: datetime
+    dry_run: bool
+    regions: tuple[RegionOutcome, ...]
+    continued: bool = False
+    continuation_error: str | None = None
+
+    @property
+    def out_of_time(self) -> bool:
+        return any(region.out_of_time for region in self.regions)
+
+    @property
+    def error_count(self) -> int:
+        return sum(region.error_count for region in self.regions) + (1 if self.continuation_error else 0)
+
+    def problems(self) -> str:
+        """A key naming what went wrong (regions, error codes), equal while the same things fail; "" if none."""
+        parts = [f"{r.region}:region:{error_kind(r.error)}" for r in self.regions if r.error]
+        parts += [f"{r.region}:{e.action}:{error_kind(e.message)}" for r in self.regions for e in r.errors]
+        if self.continuation_error:
+            parts.append(f"incomplete:{self.continuation_error}")
+        return condition_key("retention.summary", parts) if parts else ""
+
+    @property
+    def planned_deletions(self) -> int:
+        """AMIs the plans delete (expired and failed), whether or not this run got to them."""
+        return sum(len(region.plan.deletions) for region in self.regions if region.plan)
+
+    def metrics(self) -> dict[str, int]:
+        """The retention metrics of the contract, for this invocation."""
+        return {
+            "AmisExamined": sum(len(r.plan.verdicts) for r in self.regions if r.plan),
+            "AmisDeleted": sum(len(r.deleted) + len(r.failed_cleaned) for r in self.regions),
+            "SnapshotsDeleted": sum(len(r.snapshots_deleted) for r in self.regions),
+            "KeptInUse": sum(r.count("kept-in-use") for r in self.regions),
+            "RetentionErrors": self.error_count,
+            "OrphanSnapshotsDeleted": sum(len(r.orphans_deleted) for r in self.regions),
+        }
+
+    def response(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "continued": self.continued,
+            "regions": [region_counts(region, self.dry_run) for region in self.regions],
+        }
+
+
+def region_counts(region: RegionOutcome, dry_run: bool) -> dict[str, Any]:
+    plan = region.plan
+    planned_expired = region.count("expired")
+    planned_failed = region.count("failed")
+    return {
+        "region": region.region,
+        "error": region.error,
+        "examined": len(plan.verdicts) if plan else 0,
+        "kept": region.count("kept"),
+        "kept_in_use": region.count("kept-in-use"),
+        "held": region.count("held"),
+        "pending": region.count("pending"),
+        "skipped": region.count("skipped"),
+        "deleted": planned_expired if dry_run else len(region.deleted),
+        "failed_cleaned": planned_failed if dry_run else len(region.failed_cleaned),
+        "snapshots_deleted": len(region.snapshots_deleted),
+        "orphan_snapshots": len(plan.orphans) if dry_run and plan else len(region.orphans_deleted),
+        "errors": region.error_count,
+        "deferred": len(region.deferred),
+    }
