@@ -101,13 +101,13 @@ def test_the_same_failure_is_notified_again_a_day_later(
         with pytest.raises(ClientError):
             back_up(item, MAX_RECEIVES, worker_deps, now)
 
-    # When its last attempt fails in the morning, again 23 hours later, and again 24 hours after the first
+    # When its last attempt fails in the morning, again that evening, and again the next morning
     last_attempt_at(morning)
     notified_first = failure_notices(stack)
-    last_attempt_at(morning + timedelta(hours=23))
+    last_attempt_at(morning + timedelta(hours=13))
     notified_same_day = failure_notices(stack)
     last_attempt_at(morning + timedelta(days=1, minutes=1))
-    # Then it was notified the first time and a day later, not in between
+    # Then it was notified the first time and the next day (UTC), not in between
     assert [note.document["instance_id"] for note in notified_first] == [instance_id]
     assert notified_same_day == []
     assert [note.document["instance_id"] for note in failure_notices(stack)] == [instance_id]

@@ -92,10 +92,10 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "sqs:SendMessage",
         "sns:Publish",
         "ssm:GetParameter",
-        "dynamodb:PutItem",  # the notice ledger
+        *IDEMPOTENCY_CALLS,  # events handled, notices sent
         "lambda:InvokeFunction",  # its continuation
     ],
-    "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", "dynamodb:PutItem"],
+    "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", *IDEMPOTENCY_CALLS],
     "RetentionFunction": [
         "ec2:DescribeImages",
         "ec2:DescribeInstances",
@@ -110,7 +110,7 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "ec2:CreateTags",
         "ssm:GetParameter",
         "sns:Publish",
-        "dynamodb:PutItem",  # the notice ledger
+        *IDEMPOTENCY_CALLS,  # events handled, notices sent
         "lambda:InvokeFunction",
     ],
     "InstanceStateFunction": [
@@ -127,7 +127,7 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "ec2:DescribeImages",
         "ssm:GetParameter",
         "sns:Publish",
-        "dynamodb:PutItem",  # the notice ledger
+        *IDEMPOTENCY_CALLS,  # events handled, notices sent
     ],
 }
 EC2_WRITES: dict[str, set[str]] = {

@@ -426,20 +426,14 @@ def dynamodb_grants(translated: dict[str, Any], function_id: str) -> list[tuple[
     ]
 
 
-def test_the_worker_may_only_put_items_in_the_table(translated: dict[str, Any]) -> None:
-    assert dynamodb_grants(translated, "WorkerFunction") == [
-        (["dynamodb:PutItem"], {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
-    ]
-
-
 def powertools_idempotency_calls() -> set[str]:
     """The DynamoDB calls Powertools' idempotency persistence layer makes, as IAM actions."""
     calls = re.findall(r"self\.client\.(\w+)\(", inspect.getsource(DynamoDBPersistenceLayer))
     return {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
 
 
-@pytest.mark.parametrize("function_id", ["InstanceStateFunction", "AmiStateFunction"])
-def test_event_functions_may_make_exactly_the_calls_of_powertools_idempotency(
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_every_function_may_make_exactly_the_calls_of_powertools_idempotency_on_the_table(
     translated: dict[str, Any], function_id: str
 ) -> None:
     expected = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]

@@ -12,7 +12,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 Event = Literal[
     "backup.failed",
@@ -82,6 +83,14 @@ def render_table(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
     rendered.insert(1, "  ".join("-" * width for width in widths))
     return rendered
+
+
+class NoticeLedger(Protocol):
+    """Remembers which notices went out (amikeeper.idempotency.Idempotency is the one implementation)."""
+
+    def first_time(self, key: str, now: datetime, memory: timedelta) -> bool:
+        """True the first time ``key`` comes in the window of ``memory`` that holds ``now``."""
+        ...
 
 
 def condition_key(kind: str, parts: Iterable[str]) -> str:

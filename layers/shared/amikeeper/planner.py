@@ -47,12 +47,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from amikeeper.backups import EC2_TAG_LIMIT, build_work_item, tags_of
 from amikeeper.events import ScheduledTick
 from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import BATCH, EnqueueError, WorkQueue
 from amikeeper.model import Image, Instance, Stack, WorkItem
 from amikeeper.naming import MAX_ATTEMPT, format_slot
-from amikeeper.notifications import Notification, condition_key, error_kind
+from amikeeper.notifications import NoticeLedger, Notification, condition_key, error_kind
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.schedules import ScheduleError
 

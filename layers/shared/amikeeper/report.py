@@ -26,11 +26,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.config import Settings
 from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.model import Image, Instance, Stack, TagKeys
 from amikeeper.naming import format_slot
-from amikeeper.notifications import Notification, fit_to_sns, render_table
+from amikeeper.notifications import NoticeLedger, Notification, fit_to_sns, render_table
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 
 REPORT_MEMORY = timedelta(days=2)

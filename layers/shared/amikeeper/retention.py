@@ -26,10 +26,10 @@ from amikeeper.gateways.ec2 import (
     ImageReferencesUnavailable,
     SnapshotDeletion,
 )
-from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.model import GONE_SINCE, Instance, Snapshot
 from amikeeper.naming import format_slot
+from amikeeper.notifications import NoticeLedger
 from amikeeper.policies import PolicyCatalog
 from amikeeper.retention_plan import (
     RegionFacts,

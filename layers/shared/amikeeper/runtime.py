@@ -7,6 +7,7 @@ around moto the same way, with a fake clock for the delete pacing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,6 @@ from amikeeper.config import Settings
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.lambda_ import SelfInvoker
-from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
@@ -68,8 +68,9 @@ class Runtime:
         return Notifier(clients.sns(self.settings.home_region), self.settings.topic_arn)
 
     @cached_property
-    def ledger(self) -> NoticeLedger:
-        return NoticeLedger(clients.dynamodb(self.settings.home_region), self.settings.idempotency_table)
+    def ledger(self) -> Idempotency:
+        """Which notices went out already: the idempotency records, the one de-duplication mechanism."""
+        return self.idempotency(logging.getLogger("amikeeper.notices"))
 
     @cached_property
     def _policy_source(self) -> PolicyDocumentSource:
@@ -92,7 +93,7 @@ class Runtime:
     def self_invoker(self, function_arn: str) -> SelfInvoker:
         return SelfInvoker(clients.lambda_(self.settings.home_region), function_arn)
 
-    def idempotency(self, logger: Logger) -> Idempotency:
+    def idempotency(self, logger: Logger | logging.Logger) -> Idempotency:
         # Imported here: only the event handlers use it, and it is the heaviest import of the layer.
         from amikeeper.idempotency import Idempotency
 

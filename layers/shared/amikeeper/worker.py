@@ -24,12 +24,11 @@ from pydantic import ValidationError
 from amikeeper.ec2_events import describe_validation_error
 from amikeeper.events import WorkRecord
 from amikeeper.gateways.ec2 import INSTANCE_NOT_FOUND, Ec2Gateway
-from amikeeper.gateways.ledger import NoticeLedger
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue
 from amikeeper.model import WorkItem
 from amikeeper.naming import format_slot
-from amikeeper.notifications import Notification
+from amikeeper.notifications import NoticeLedger, Notification
 
 # Must equal the WorkQueue RedrivePolicy maxReceiveCount in template.yaml (a test checks it).
 MAX_RECEIVES = 5
