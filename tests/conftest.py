@@ -37,6 +37,12 @@ def log_to_this_tests_stdout() -> None:
             handler.stream = sys.stdout  # not setStream: it would flush the closed one
 
 
+@pytest.fixture
+def without_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's 1,291 public AMIs and snapshots per region only slow fleet tests down (see Fleet)."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
 @pytest.fixture(scope="session")
 def sam_app() -> SamApp:
     return SamApp.load(ROOT / "template.yaml")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import boto3
 import pytest
 
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.logs import handler_lines
+from tests.fixtures.logs import emitted_metric_documents, handler_lines
 from tests.fixtures.stack import MotoStack, make_backup, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
@@ -28,22 +27,6 @@ def ami_event(stack: MotoStack, image_id: str, state: str, **envelope: Any) -> d
     event["resources"] = [f"arn:aws:ec2:{stack.region}::image/{image_id}"]
     event["detail"] = event["detail"] | {"ImageId": image_id, "State": state}
     return event | envelope
-
-
-def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, float]]:
-    """The CloudWatch EMF documents the invocations printed, as {metric name: value} each."""
-    documents = []
-    for line in capsys.readouterr().out.splitlines():
-        if not line.startswith("{"):
-            continue
-        blob = json.loads(line)
-        if "_aws" not in blob:
-            continue
-        names = [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
-        documents.append(
-            {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
-        )
-    return documents
 
 
 @pytest.fixture
@@ -74,7 +57,7 @@ def test_available_backup_counts_as_completed_with_its_time_from_slot(
     # Then completion and time-to-available (566 s since the slot) are recorded, and nobody is notified
     assert result["action"] == "completed"
     assert result["instance_id"] == instance_id
-    assert emitted_metrics(capsys) == [{"BackupsCompleted": 1.0, "TimeToAvailableSeconds": 566.0}]
+    assert emitted_metric_documents(capsys) == [{"BackupsCompleted": 1.0, "TimeToAvailableSeconds": 566.0}]
     assert stack.notifications() == []
 
 
@@ -104,7 +87,7 @@ def test_failed_backup_publishes_backup_failed_with_ec2s_reason(
     assert document["reason"] == f"Client.InternalError: {EC2_REASON}"
     assert EC2_REASON in note.text
     assert result["action"] == "failed"
-    assert emitted_metrics(capsys) == [{"BackupsFailed": 1.0}]
+    assert emitted_metric_documents(capsys) == [{"BackupsFailed": 1.0}]
 
 
 @pytest.mark.parametrize("state", ["available", "failed"])
@@ -125,7 +108,7 @@ def test_twice_delivered_ami_event_counts_and_notifies_once(
     second = ami_state.invoke(event, fresh=True)
     # Then the second replays the first answer: one metric set, at most one notification
     assert first == second
-    assert len(emitted_metrics(capsys)) == 1
+    assert len(emitted_metric_documents(capsys)) == 1
     assert [n.event for n in stack.notifications()] == (["backup.failed"] if state == "failed" else [])
 
 
@@ -169,7 +152,7 @@ def test_already_deregistered_ami_is_logged_once_and_ignored(
     assert result["action"] == "ignored"
     assert handler_lines(caplog) == ["AMI no longer exists (already deregistered)"]
     assert stack.notifications() == []
-    assert emitted_metrics(capsys) == []
+    assert emitted_metric_documents(capsys) == []
 
 
 @pytest.mark.parametrize(

@@ -7,33 +7,18 @@ Every planner invocation that completes publishes ``PlannerRuns`` = 1 and every 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from amikeeper.events import InvalidEventError
+from tests.fixtures.logs import emitted_metric_documents
 from tests.fixtures.stack import MotoStack, run_instances
 from tests.sam_local import ResolvedFunction
 
 TICK = {"scheduled_time": "2026-11-29T10:00:00Z", "execution_id": "tick"}
 
 
-def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, float]]:
-    """The CloudWatch EMF documents the invocations printed, as {metric name: value} each."""
-    documents = []
-    for line in capsys.readouterr().out.splitlines():
-        blob = json.loads(line) if line.startswith("{") else {}
-        if "_aws" not in blob:
-            continue
-        names = [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
-        documents.append(
-            {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
-        )
-    return documents
-
-
 def heartbeats(capsys: pytest.CaptureFixture[str], name: str) -> list[float]:
-    return [document[name] for document in emitted_metrics(capsys) if name in document]
+    return [document[name] for document in emitted_metric_documents(capsys) if name in document]
 
 
 def test_every_completed_planner_run_publishes_its_heartbeat(

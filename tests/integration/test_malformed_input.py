@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from amikeeper import clients
 from amikeeper.events import InvalidEventError
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
+from tests.fixtures.logs import emitted_metrics
 from tests.fixtures.stack import MotoStack, make_backup, managed_images, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
@@ -33,20 +34,6 @@ TICK_KEYS = "scheduled_time, execution_id, dry_run"
 def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     """What the handlers logged at ERROR: what an alarm on the log group, or a person, would look for."""
     return [r.getMessage() for r in caplog.records if r.name == "amikeeper" and r.levelno >= logging.ERROR]
-
-
-def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
-    """The metrics the invocations printed as CloudWatch EMF, summed by name."""
-    found: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        blob = json.loads(line) if line.startswith("{") else {}
-        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                found[metric["Name"]] = found.get(metric["Name"], 0) + (
-                    sum(value) if isinstance(value, list) else value
-                )
-    return found
 
 
 def image_ids(stack: MotoStack) -> set[str]:

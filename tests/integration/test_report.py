@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from moto.ec2.models import ec2_backends
 
 from amikeeper import clients
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
+from tests.fixtures.logs import emitted_metrics
 from tests.fixtures.stack import ACCOUNT, MotoStack, create_stack, make_backup, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
@@ -28,17 +28,6 @@ def launched(region: str, tags: dict[str, str], when: datetime) -> str:
     [instance_id] = run_instances(region, tags=tags)
     ec2_backends[ACCOUNT][region].get_instance(instance_id).launch_time = when.replace(tzinfo=None)
     return instance_id
-
-
-def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        blob = json.loads(line) if line.startswith("{") else {}
-        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                found[metric["Name"]] = sum(value) if isinstance(value, list) else value
-    return found
 
 
 @pytest.fixture

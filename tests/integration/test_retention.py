@@ -26,27 +26,18 @@ from amikeeper.retention_result import RetentionResult
 from amikeeper.retention_summary import retention_summary
 from amikeeper.runtime import Runtime
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.retention_fleet import Fleet
+from tests.fixtures.retention_fleet import Fleet, day
 from tests.fixtures.stack import MotoStack, ReceivedNotification
 from tests.sam_local import ResolvedFunction, SamApp, load_event
+
+pytestmark = pytest.mark.usefixtures("without_public_amis")
 
 NOW = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
 DAYS = 200
 RETAIN_THREE = {"Backup:Retain": "last=3"}
 
 
-def day(offset: int) -> datetime:
-    """The 03:00 UTC slot `offset` days before NOW's day."""
-    return datetime(2026, 11, 29, 3, 0, tzinfo=UTC) - timedelta(days=offset)
-
-
 # --- fixtures -----------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def without_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's 1,291 public AMIs and snapshots per region only slow these tests down (see Fleet)."""
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-
-
 @pytest.fixture
 def retention_fn(functions: dict[str, ResolvedFunction]) -> ResolvedFunction:
     return functions["RetentionFunction"]

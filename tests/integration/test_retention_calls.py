@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from amikeeper.config import load_settings
 from amikeeper.runtime import Runtime
 from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.retention_fleet import Fleet
+from tests.fixtures.retention_fleet import Fleet, day
 from tests.fixtures.stack import MotoStack
 from tests.sam_local import ResolvedFunction, load_event
 
@@ -31,14 +30,7 @@ from tests.sam_local import ResolvedFunction, load_event
 RETENTION_TICK = Path(__file__).resolve().parents[2] / "events" / "retention-tick.json"
 
 
-def day(offset: int) -> datetime:
-    """The 03:00 UTC slot `offset` days before the retention tick's day."""
-    return datetime(2026, 11, 29, 3, 0, tzinfo=UTC) - timedelta(days=offset)
-
-
-@pytest.fixture(autouse=True)
-def without_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+pytestmark = pytest.mark.usefixtures("without_public_amis")
 
 
 @pytest.fixture

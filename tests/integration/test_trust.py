@@ -22,16 +22,13 @@ from amikeeper.model import tag_map
 from amikeeper.runtime import Runtime
 from tests.conftest import ROOT
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.retention_fleet import Fleet
+from tests.fixtures.retention_fleet import Fleet, day
 from tests.fixtures.stack import MotoStack, managed_images, run_instances
 from tests.sam_local import ResolvedFunction, SamApp, load_event
 
+pytestmark = pytest.mark.usefixtures("without_public_amis")
+
 NOW = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
-
-
-def day(offset: int) -> datetime:
-    """The 03:00 UTC slot `offset` days before NOW's day."""
-    return datetime(2026, 11, 29, 3, 0, tzinfo=UTC) - timedelta(days=offset)
 
 
 def tick(when: datetime, **extra: Any) -> dict[str, Any]:
@@ -39,12 +36,6 @@ def tick(when: datetime, **extra: Any) -> dict[str, Any]:
         "scheduled_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "execution_id": f"t-{when:%m%d%H%M}",
     } | extra
-
-
-@pytest.fixture(autouse=True)
-def without_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's public AMIs only slow these tests down; the fleet launches from an id of its own."""
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 def fleet_of(function: ResolvedFunction, aws: Ec2Fidelity) -> Fleet:
@@ -183,29 +174,31 @@ def run_a_day(
     return received
 
 
-def test_a_quiet_day_sends_one_message_the_daily_report(
-    functions: dict[str, ResolvedFunction], stack: MotoStack, aws: Ec2Fidelity
-) -> None:
-    # Given one opted-in instance with a week of backups, at the default schedules and retention
+def an_instance_with_a_week_of_backups(functions: Mapping[str, ResolvedFunction], aws: Ec2Fidelity) -> str:
     fleet = fleet_of(functions["RetentionFunction"], aws)
     web = fleet.launch(data_volumes=0)
     for offset in range(1, 8):
         fleet.back_up(web, day(offset))
+    return web
+
+
+def test_a_quiet_day_sends_one_message_the_daily_report(
+    functions: dict[str, ResolvedFunction], stack: MotoStack, aws: Ec2Fidelity
+) -> None:
+    # Given one opted-in instance with a week of backups, at the default schedules and retention
+    web = an_instance_with_a_week_of_backups(functions, aws)
     # When a whole day runs: 96 planner ticks, 24 retention runs, the report
     received = run_a_day(functions, stack, aws)
     # Then the only message of the day is the daily report, and today's backup was made
     assert received == Counter({("report.daily", "info"): 1})
-    assert len(fleet.image_ids_of(web)) >= 8
+    assert len(fleet_of(functions["RetentionFunction"], aws).image_ids_of(web)) >= 8
 
 
 def test_a_day_with_one_failed_backup_sends_that_failure_and_the_report(
     functions: dict[str, ResolvedFunction], stack: MotoStack, aws: Ec2Fidelity
 ) -> None:
     # Given the same instance, and EC2 failing its 03:00 AMI
-    fleet = fleet_of(functions["RetentionFunction"], aws)
-    web = fleet.launch(data_volumes=0)
-    for offset in range(1, 8):
-        fleet.back_up(web, day(offset))
+    an_instance_with_a_week_of_backups(functions, aws)
     # When the day runs
     received = run_a_day(functions, stack, aws, fail_first=True)
     # Then people get the failure once and the report (all well again: the next tick retried the slot)
