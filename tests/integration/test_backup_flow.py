@@ -11,8 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from amikeeper import clients
+from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.stack import MotoStack, managed_images, run_instances
+from tests.fixtures.stack import MotoStack, make_backup, managed_images, run_instances
 from tests.sam_local import ResolvedFunction
 
 TICK = {"scheduled_time": "2026-11-29T10:00:00Z", "execution_id": "test-tick"}
@@ -206,3 +207,34 @@ def test_an_invalid_tag_is_reported_once_a_day_not_on_every_tick(
     # And a day later, still broken, it is reported again
     run_cycle(functions, stack, TICK | {"scheduled_time": "2026-11-30T10:15:00Z"})
     assert [n.event for n in stack.notifications()] == ["policy.invalid"]
+
+
+def test_a_tick_reads_only_the_amis_that_can_make_an_instance_not_due(
+    functions: dict[str, ResolvedFunction], stack: MotoStack, fleet: dict[str, str]
+) -> None:
+    # Given ten days of older backups of web-1 that retention keeps, and today's cycle done
+    for day in range(1, 11):
+        make_backup(stack.region, fleet["web"], f"2026-11-{29 - day:02d}T03:00:00+00:00")
+    run_cycle(functions, stack)
+    # When the planner ticks again in the same slots (a fresh container, its clients counted)
+    clients.reset()
+    with counting() as counter:
+        again = functions["PlannerFunction"].invoke(
+            TICK | {"scheduled_time": "2026-11-29T10:14:00Z"}, fresh=True
+        )
+    # Then nothing is due, and it read the three AMIs of the current slots, none of the ten older ones
+    assert again["regions"][0]["enqueued"] == 0
+    assert counter.tally().items["ec2:DescribeImages"] == 3
+
+
+def test_a_stop_backup_taken_after_the_slot_covers_it(
+    functions: dict[str, ResolvedFunction], stack: MotoStack, fleet: dict[str, str]
+) -> None:
+    # Given web-1 (daily@03:00) was backed up on stop at 05:00, after its 03:00 slot
+    make_backup(stack.region, fleet["web"], "2026-11-29T05:00:00+00:00", trigger="stop")
+    # When the planner ticks at 10:00
+    run_cycle(functions, stack)
+    # Then web-1 is not due: its one AMI is the stop backup
+    backups = [tags_of(image) for image in managed_images(stack.region)]
+    web = [tags["amikeeper:trigger"] for tags in backups if tags["amikeeper:instance-id"] == fleet["web"]]
+    assert web == ["stop"]

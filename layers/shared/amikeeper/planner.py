@@ -1,8 +1,10 @@
 """The planner tick (SPEC §6): find opted-in, due instances in every region and queue one work item each.
 
-The planner makes no mutating EC2 call. Per region it reads two paginated, server-filtered listings
-(opted-in instances; this stack's AMIs) and decides "due" in memory, so its EC2 cost does not grow
-with one call per instance.
+The planner makes no mutating EC2 call. Per region it reads paginated, server-filtered listings and
+decides "due" in memory, so its EC2 cost does not grow with one call per instance: the opted-in
+instances, then only the AMIs that can make one of them not due, i.e. this stack's AMIs of the
+instances' current slots and its stop and manual backups (a stop backup after the slot covers it). The
+AMIs retention keeps from earlier slots, about 15 per instance at the default retention, are not read.
 
 Time budget. An invocation has a deadline (``TimeBudget.remaining_ms``, the Lambda context's
 ``get_remaining_time_in_millis``). The planner hands what is left to a fresh invocation of itself
@@ -117,6 +119,21 @@ def index_backups(images: Iterable[Image]) -> BackupIndex:
         if instance_id not in index.latest or when > index.latest[instance_id]:
             index.latest[instance_id] = when
     return index
+
+
+def current_slots(
+    instances: Iterable[Instance], catalog: PolicyCatalog, stack: Stack, now: datetime
+) -> set[datetime]:
+    """Pure: the current slot of every opted-in instance whose tags are valid (the rest is never due)."""
+    slots: set[datetime] = set()
+    for instance in instances:
+        try:
+            policy = resolve_policy(instance.tags, stack.tag_keys, catalog)
+            if policy is not None:
+                slots.add(policy.schedule.slot_at(now))
+        except (InvalidTag, ScheduleError):
+            continue
+    return slots
 
 
 def plan_region(
@@ -408,10 +425,12 @@ def _read_and_plan(
     """The region's plan, due items in instance-id order; for a resumed region only what is left."""
     try:
         ec2 = deps.ec2(region)
-        backups = index_backups(ec2.managed_images(stack.name))
+        instances = list(ec2.opted_in_instances(stack.tag_keys.opt_in))
+        slots = {format_slot(slot) for slot in current_slots(instances, catalog, stack, now)}
+        backups = index_backups(ec2.backups_for_slots(stack.name, slots))
         plan = plan_region(
             region,
-            ec2.opted_in_instances(stack.tag_keys.opt_in),
+            instances,
             backups.latest,
             catalog,
             stack,

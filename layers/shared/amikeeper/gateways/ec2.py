@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from amikeeper.model import INSTANCE_ID, MANAGED_BY, Image, Instance, Snapshot, WorkItem, tag_map
+from amikeeper.model import (
+    INSTANCE_ID,
+    MANAGED_BY,
+    SLOT,
+    TRIGGER,
+    Image,
+    Instance,
+    Snapshot,
+    WorkItem,
+    tag_map,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -36,6 +46,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 1000
 TEMPLATE_PAGE_SIZE = 200
 IMAGE_ID_FILTER_CHUNK = 200
+# EC2 takes at most 200 values in one filter.
+FILTER_VALUES = 200
 # DescribeImageReferences accepts at most 10 image ids a call.
 REFERENCE_CHUNK = 10
 # version-depth counts back from the newest version, so only the maximum is sure to reach $Default;
@@ -223,6 +235,17 @@ class Ec2Gateway:
                 {"Name": f"tag:{INSTANCE_ID}", "Values": [instance_id]},
             ]
         )
+
+    def backups_for_slots(self, stack_name: str, slots: Collection[str]) -> Iterator[Image]:
+        """This stack's AMIs of these slots (``amikeeper:slot`` values), and all its stop and manual ones.
+
+        What the planner needs to tell whether each instance has a backup of its current slot, without
+        reading every AMI retention keeps: a stop or manual backup taken after the slot covers it too.
+        """
+        managed: FilterTypeDef = {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}
+        for chunk in _chunks(sorted(slots), FILTER_VALUES):
+            yield from self._describe_images([managed, {"Name": f"tag:{SLOT}", "Values": chunk}])
+        yield from self._describe_images([managed, {"Name": f"tag:{TRIGGER}", "Values": ["stop", "manual"]}])
 
     def image(self, image_id: str) -> Image | None:
         """One AMI of this account, whoever made it; None once it is deregistered."""
