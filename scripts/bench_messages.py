@@ -30,15 +30,15 @@ HISTORY_DAYS = 7
 EMAILED = {"warning", "error", ""}
 
 
-def history(world: World) -> None:
-    for number in range(1, HISTORY_DAYS + 1):
+def history(world: World, days: int) -> None:
+    for number in range(1, days + 1):
         _quietly(world.day, number)
     world.stack.notifications()
 
 
-def whole_day(world: World, *, fail_one: bool) -> Counter[tuple[str, str]]:
-    """Day HISTORY_DAYS + 1 at the defaults; what the topic delivered, by (event, severity)."""
-    start = (FIRST_TICK + timedelta(days=HISTORY_DAYS)).replace(hour=0, minute=0)
+def whole_day(world: World, history_days: int, *, fail_one: bool) -> Counter[tuple[str, str]]:
+    """The day after the history, at the defaults; what the topic delivered, by (event, severity)."""
+    start = (FIRST_TICK + timedelta(days=history_days)).replace(hour=0, minute=0)
     received: Counter[tuple[str, str]] = Counter()
     functions = world.functions
     for quarter in range(96):
@@ -64,21 +64,23 @@ def whole_day(world: World, *, fail_one: bool) -> Counter[tuple[str, str]]:
     return received
 
 
-def measure(size: int, *, fail_one: bool) -> Counter[tuple[str, str]]:
+def measure(size: int, history_days: int, *, fail_one: bool) -> Counter[tuple[str, str]]:
     with bench_world(default_retention="daily=7 weekly=4 monthly=6") as world:
         world.launch(size)
-        history(world)
-        return whole_day(world, fail_one=fail_one)
+        history(world, history_days)
+        return whole_day(world, history_days, fail_one=fail_one)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--sizes", default="1,1000", help="comma-separated fleet sizes")
+    parser.add_argument("--history", type=int, default=HISTORY_DAYS, help="days of backups made before")
+    parser.add_argument("--days", default="quiet,failed", help="which days: quiet, failed or both")
     args = parser.parse_args(argv)
     rows = []
     for size in (int(text) for text in args.sizes.split(",")):
-        for fail_one in (False, True):
-            received = measure(size, fail_one=fail_one)
+        for fail_one in [day == "failed" for day in args.days.split(",")]:
+            received = measure(size, args.history, fail_one=fail_one)
             emails = sum(count for (_, severity), count in received.items() if severity in EMAILED)
             day = "one failed backup" if fail_one else "quiet"
             listed = {f"{event}/{severity}": count for (event, severity), count in sorted(received.items())}
