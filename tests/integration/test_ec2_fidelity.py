@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.responses.amis import AmisResponse
 from mypy_boto3_ec2 import EC2Client
 from mypy_boto3_ec2.type_defs import ResourceTypeOptionTypeDef, TagSpecificationTypeDef, TagTypeDef
 
@@ -573,6 +574,218 @@ def test_snapshot_start_time_can_be_set(aws: Ec2Fidelity, ec2: EC2Client) -> Non
     assert ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["StartTime"] == long_ago
 
 
+# --- Gap 9: CopyImage to another region ------------------------------------------------------------------------
+DESTINATION_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def destination(aws: Ec2Fidelity) -> EC2Client:  # noqa: F811 - the imported fixture, requested by name
+    return boto3.client("ec2", region_name=DESTINATION_REGION)
+
+
+@pytest.fixture
+def backup(ec2: EC2Client, base_image: str) -> str:
+    instance_id = launch(
+        ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 20}}]
+    )
+    return ec2.create_image(InstanceId=instance_id, Name="nightly-web")["ImageId"]
+
+
+def copy_of(destination: EC2Client, source_id: str, name: str = "nightly-web", **extra: Any) -> str:
+    return destination.copy_image(SourceRegion=FAKE_REGION, SourceImageId=source_id, Name=name, **extra)[
+        "ImageId"
+    ]
+
+
+def devices(image: Any) -> dict[str, int]:
+    return {m["DeviceName"]: m["Ebs"]["VolumeSize"] for m in image["BlockDeviceMappings"]}
+
+
+def test_copy_image_gets_its_own_snapshots_in_the_destination_region(
+    ec2: EC2Client, destination: EC2Client, backup: str
+) -> None:
+    # Given a two-volume backup in the source region
+    source = image_of(ec2, backup)
+
+    # When it is copied by a call to the destination region
+    copy = image_of(destination, copy_of(destination, backup))
+
+    # Then the copy maps the same devices and sizes to new snapshots that live in the destination region,
+    # so deleting the source's snapshots cannot break it
+    assert devices(copy) == devices(source) == {source["RootDeviceName"]: 8, "/dev/sdf": 20}
+    assert copy["RootDeviceName"] == source["RootDeviceName"]
+    assert copy["RootDeviceType"] == "ebs"
+    assert not set(snapshot_ids(copy)) & set(snapshot_ids(source))
+    copied = destination.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert sorted(s["VolumeSize"] for s in copied) == [8, 20]
+    assert existing_snapshots(destination, snapshot_ids(copy)) == set(snapshot_ids(copy))
+
+
+def test_copy_image_tags_the_copy_and_each_of_its_snapshots(
+    ec2: EC2Client, destination: EC2Client, backup: str
+) -> None:
+    # Given a backup / When it is copied with image and snapshot tag specifications
+    copy = image_of(destination, copy_of(destination, backup, TagSpecifications=IMAGE_AND_SNAPSHOT_TAGS))
+
+    # Then the copy and both of its snapshots carry the tag, with no window in which they are untagged
+    assert MANAGED in copy["Tags"]
+    snapshots = destination.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert len(snapshots) == 2
+    assert all(MANAGED in snapshot["Tags"] for snapshot in snapshots)
+
+    # And a resource type CopyImage cannot tag is refused before anything is made
+    with pytest.raises(ClientError) as refused:
+        copy_of(
+            destination,
+            backup,
+            "other-name",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [MANAGED]}],
+        )
+    assert error_code(refused) == "InvalidParameterValue"
+    assert [i["ImageId"] for i in destination.describe_images(Owners=["self"])["Images"]] == [copy["ImageId"]]
+
+
+def test_copy_image_name_must_be_free_in_the_destination_region(
+    ec2: EC2Client, destination: EC2Client, backup: str
+) -> None:
+    # Given a first copy that keeps the source's name, which is free in the destination region
+    first = copy_of(destination, backup, "nightly-web")
+
+    # When a second copy asks for the same name, or for a name EC2 does not allow
+    with pytest.raises(ClientError) as duplicate:
+        copy_of(destination, backup, "nightly-web")
+    with pytest.raises(ClientError) as malformed:
+        copy_of(destination, backup, "web#1 copy")
+
+    # Then both are refused, the duplicate naming the AMI that holds the name
+    assert error_code(duplicate) == "InvalidAMIName.Duplicate"
+    assert first in duplicate.value.response["Error"]["Message"]
+    assert error_code(malformed) == "InvalidAMIName.Malformed"
+
+
+def test_copy_image_retried_with_its_client_token_makes_nothing_new(
+    ec2: EC2Client, destination: EC2Client, backup: str
+) -> None:
+    # Given a copy made with a client token
+    first = copy_of(destination, backup, ClientToken="copy-nightly-web-1")
+
+    # When the same request is retried, as after a timeout
+    again = copy_of(destination, backup, ClientToken="copy-nightly-web-1")
+
+    # Then it answers with the first copy and no second AMI or snapshot exists
+    assert again == first
+    assert [i["ImageId"] for i in destination.describe_images(Owners=["self"])["Images"]] == [first]
+    assert len(destination.describe_snapshots(OwnerIds=["self"])["Snapshots"]) == 2
+
+    # And the token cannot be reused for a different request
+    with pytest.raises(ClientError) as mismatch:
+        copy_of(destination, backup, "another-name", ClientToken="copy-nightly-web-1")
+    assert error_code(mismatch) == "IdempotentParameterMismatch"
+
+
+@pytest.mark.parametrize(
+    "kms_key_id",
+    [None, f"arn:aws:kms:{DESTINATION_REGION}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"],
+    ids=["default-ebs-key", "given-key"],
+)
+def test_encrypted_copy_has_encrypted_snapshots_under_its_key(
+    ec2: EC2Client, destination: EC2Client, backup: str, kms_key_id: str | None
+) -> None:
+    # Given an unencrypted backup
+    assert not any(m["Ebs"]["Encrypted"] for m in image_of(ec2, backup)["BlockDeviceMappings"])
+
+    # When it is copied with Encrypted, with or without a key
+    key_argument = {"KmsKeyId": kms_key_id} if kms_key_id else {}
+    copy = image_of(destination, copy_of(destination, backup, Encrypted=True, **key_argument))
+
+    # Then the snapshots and the AMI's mappings carry that key, or the destination region's EBS key
+    expected_key = (
+        kms_key_id
+        or boto3.client("kms", region_name=DESTINATION_REGION).describe_key(KeyId="alias/aws/ebs")[
+            "KeyMetadata"
+        ]["Arn"]
+    )
+    assert {(m["Ebs"]["Encrypted"], m["Ebs"]["KmsKeyId"]) for m in copy["BlockDeviceMappings"]} == {
+        (True, expected_key)
+    }
+    snapshots = destination.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert {(s["Encrypted"], s["KmsKeyId"]) for s in snapshots} == {(True, expected_key)}
+
+
+def test_copy_of_an_encrypted_volume_stays_encrypted_without_being_asked(
+    ec2: EC2Client, destination: EC2Client, base_image: str
+) -> None:
+    # Given a backup whose data volume is encrypted and whose root is not
+    instance_id = launch(
+        ec2,
+        base_image,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 20, "Encrypted": True}}],
+    )
+    backup = ec2.create_image(InstanceId=instance_id, Name="half-encrypted")["ImageId"]
+
+    # When it is copied without Encrypted
+    copy = image_of(destination, copy_of(destination, backup))
+
+    # Then EC2 cannot make an unencrypted copy of that snapshot: it is re-encrypted under the
+    # destination region's EBS key (the source's key belongs to another region), the root stays plain
+    encrypted = {
+        m["DeviceName"]: (m["Ebs"]["Encrypted"], "KmsKeyId" in m["Ebs"]) for m in copy["BlockDeviceMappings"]
+    }
+    assert encrypted == {copy["RootDeviceName"]: (False, False), "/dev/sdf": (True, True)}
+
+
+def test_kms_key_without_encrypted_is_refused(ec2: EC2Client, destination: EC2Client, backup: str) -> None:
+    # Given / When a key is given without asking for encryption
+    with pytest.raises(ClientError) as refused:
+        copy_of(destination, backup, KmsKeyId="alias/backups")
+
+    # Then EC2 refuses rather than silently copying unencrypted
+    assert error_code(refused) == "InvalidParameterDependency"
+
+
+@pytest.mark.parametrize(("final_state", "snapshot_state"), [("available", "completed"), ("failed", "error")])
+def test_copy_starts_pending_and_moves_on_like_a_new_image(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    destination: EC2Client,
+    backup: str,
+    final_state: str,
+    snapshot_state: str,
+) -> None:
+    # Given new AMIs start pending, as a cross-region copy does on EC2 for minutes or hours
+    aws.start_pending(True)
+    copy_id = copy_of(destination, backup)
+    pending = image_of(destination, copy_id)
+    assert pending["State"] == "pending"
+    snapshots = destination.describe_snapshots(SnapshotIds=snapshot_ids(pending))["Snapshots"]
+    assert {s["State"] for s in snapshots} == {"pending"}
+
+    # When EC2 finishes or fails the copy
+    aws.set_image_state(DESTINATION_REGION, copy_id, final_state)
+
+    # Then the copy and every one of its snapshots follow
+    assert image_of(destination, copy_id)["State"] == final_state
+    snapshots = destination.describe_snapshots(SnapshotIds=snapshot_ids(pending))["Snapshots"]
+    assert {s["State"] for s in snapshots} == {snapshot_state}
+
+
+def test_copy_of_an_image_missing_from_the_source_region_is_not_found(
+    ec2: EC2Client, destination: EC2Client
+) -> None:
+    # Given an AMI that exists only in the destination region
+    only_there = destination.register_image(Name="local-only")["ImageId"]
+
+    # When it, and an id that exists nowhere, are copied from the source region
+    with pytest.raises(ClientError) as elsewhere:
+        copy_of(destination, only_there, "copy-of-local")
+    with pytest.raises(ClientError) as nowhere:
+        copy_of(destination, "ami-0123456789abcdef0", "copy-of-nothing")
+
+    # Then both are not found, as the source is looked up in SourceRegion, and nothing was made
+    assert error_code(elsewhere) == error_code(nowhere) == "InvalidAMIID.NotFound"
+    assert [i["ImageId"] for i in destination.describe_images(Owners=["self"])["Images"]] == [only_there]
+
+
 # --- Helpers refuse what they cannot do ----------------------------------------------------------------------
 def test_helpers_reject_invalid_input(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
     # Given an AMI
@@ -628,6 +841,7 @@ def test_outside_the_context_manager_moto_is_unpatched(plain_moto: EC2Client) ->
     assert [m["Ebs"]["VolumeSize"] for m in image_of(ec2, first)["BlockDeviceMappings"]] == [15]
     assert "state_reason" not in vars(Ami)
     assert AmiBackend.create_image.__module__ == "moto.ec2.models.amis"
+    assert AmisResponse.copy_image.__module__ == "moto.ec2.responses.amis"
 
 
 # --- Pagination cursor, as a property --------------------------------------------------------------------
