@@ -22,9 +22,12 @@ from tests.fixtures.ec2_fidelity import (
     Ec2Fidelity,
     FidelityAlreadyActiveError,
     InvalidImageStateError,
+    InvalidInstanceStatusError,
     InvalidReturnCodeError,
+    InvalidTaskStateError,
     NaiveDatetimeError,
     UnknownImageError,
+    UnknownInstanceError,
     UnknownSnapshotError,
     _page,
     aws,  # noqa: F401 - pytest fixture, used by name
@@ -786,6 +789,270 @@ def test_copy_of_an_image_missing_from_the_source_region_is_not_found(
     assert [i["ImageId"] for i in destination.describe_images(Owners=["self"])["Images"]] == [only_there]
 
 
+# --- Gap 10: RunInstances from a backup gets the backup's volumes ------------------------------------------
+@pytest.fixture
+def web_backup(ec2: EC2Client, base_image: str) -> str:
+    instance_id = launch(
+        ec2,
+        base_image,
+        BlockDeviceMappings=[
+            {
+                "DeviceName": "/dev/sdf",
+                "Ebs": {"VolumeSize": 20, "VolumeType": "gp3", "DeleteOnTermination": False},
+            }
+        ],
+    )
+    return ec2.create_image(InstanceId=instance_id, Name="restore-source")["ImageId"]
+
+
+def volumes_of(ec2: EC2Client, instance_id: str) -> dict[str, tuple[int, str, str | None, bool]]:
+    """Device name -> (size, type, snapshot it was restored from, DeleteOnTermination)."""
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    delete_on_termination = {
+        m["DeviceName"]: m["Ebs"]["DeleteOnTermination"] for m in instance["BlockDeviceMappings"]
+    }
+    volumes = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])[
+        "Volumes"
+    ]
+    return {
+        v["Attachments"][0]["Device"]: (
+            v["Size"],
+            v["VolumeType"],
+            v.get("SnapshotId") or None,
+            delete_on_termination[v["Attachments"][0]["Device"]],
+        )
+        for v in volumes
+    }
+
+
+def root_volume_id(ec2: EC2Client, instance_id: str) -> str:
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return next(
+        m["Ebs"]["VolumeId"]
+        for m in instance["BlockDeviceMappings"]
+        if m["DeviceName"] == instance["RootDeviceName"]
+    )
+
+
+def test_instance_launched_from_a_backup_gets_every_volume_of_the_backup(
+    ec2: EC2Client, web_backup: str
+) -> None:
+    # Given a backup of an instance with a root and a 20 GiB gp3 data volume
+    image = image_of(ec2, web_backup)
+    expected = {
+        m["DeviceName"]: (
+            m["Ebs"]["VolumeSize"],
+            m["Ebs"]["VolumeType"],
+            m["Ebs"]["SnapshotId"],
+            m["Ebs"]["DeleteOnTermination"],
+        )
+        for m in image["BlockDeviceMappings"]
+    }
+
+    # When an instance is restored from it with no mappings of its own
+    restored = launch(ec2, web_backup)
+
+    # Then each device holds its data back, restored from its snapshot with the backup's attributes; an
+    # empty 8 GiB root alone would make every restore look fine and hold nothing
+    assert volumes_of(ec2, restored) == expected
+    assert set(expected) == {image["RootDeviceName"], "/dev/sdf"}
+
+
+def test_launch_mappings_override_drop_and_add_to_the_backups_devices(
+    ec2: EC2Client, web_backup: str
+) -> None:
+    # Given a backup with a root and /dev/sdf
+    image = image_of(ec2, web_backup)
+    root = image["RootDeviceName"]
+    root_snapshot = next(
+        m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if m["DeviceName"] == root
+    )
+
+    # When the restore grows the root, leaves out /dev/sdf and adds a blank /dev/sdg
+    restored = launch(
+        ec2,
+        web_backup,
+        BlockDeviceMappings=[
+            {"DeviceName": root, "Ebs": {"VolumeSize": 30}},
+            {"DeviceName": "/dev/sdf", "NoDevice": ""},
+            {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 5}},
+        ],
+    )
+
+    # Then the root keeps its snapshot, type and DeleteOnTermination from the backup and takes only the new
+    # size, as EC2 merges a launch mapping field by field into the AMI's
+    volumes = volumes_of(ec2, restored)
+    assert volumes[root] == (30, "gp2", root_snapshot, True)
+    assert "/dev/sdf" not in volumes
+    assert volumes["/dev/sdg"][:3] == (5, "gp2", None)
+
+
+def test_launch_mapping_smaller_than_its_snapshot_is_refused(ec2: EC2Client, web_backup: str) -> None:
+    # Given / When a restore asks for /dev/sdf smaller than the 20 GiB it was backed up at
+    with pytest.raises(ClientError) as refused:
+        launch(ec2, web_backup, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 10}}])
+
+    # Then EC2 refuses, since the snapshot's data cannot fit
+    assert error_code(refused) == "InvalidBlockDeviceMapping"
+
+
+# --- Gap 11: replace-root-volume tasks ----------------------------------------------------------------------
+def root_task(ec2: EC2Client, task_id: str) -> Any:
+    return ec2.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=[task_id])[
+        "ReplaceRootVolumeTasks"
+    ][0]
+
+
+def test_replace_root_volume_task_restores_the_root_in_place(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    web_backup: str,
+    base_image: str,
+) -> None:
+    # Given a running instance whose root is to be rolled back to a backup
+    instance_id = launch(ec2, base_image)
+    before = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    old_root = root_volume_id(ec2, instance_id)
+    image = image_of(ec2, web_backup)
+    backup_root = next(
+        m["Ebs"] for m in image["BlockDeviceMappings"] if m["DeviceName"] == image["RootDeviceName"]
+    )
+
+    # When a task is created that deletes the replaced root
+    task = ec2.create_replace_root_volume_task(
+        InstanceId=instance_id,
+        ImageId=web_backup,
+        DeleteReplacedRootVolume=True,
+        TagSpecifications=[{"ResourceType": "replace-root-volume-task", "Tags": [MANAGED]}],
+    )["ReplaceRootVolumeTask"]
+
+    # Then it waits like EC2's does, and the root is untouched until the task succeeds
+    assert (task["TaskState"], task["Tags"], task["DeleteReplacedRootVolume"]) == ("pending", [MANAGED], True)
+    aws.finish_replace_root_volume_tasks(FAKE_REGION, "in-progress")
+    assert root_task(ec2, task["ReplaceRootVolumeTaskId"])["TaskState"] == "in-progress"
+    assert root_volume_id(ec2, instance_id) == old_root
+    aws.finish_replace_root_volume_tasks(FAKE_REGION)
+    done = root_task(ec2, task["ReplaceRootVolumeTaskId"])
+    assert done["TaskState"] == "succeeded"
+    assert "CompleteTime" in done
+
+    # And the same instance, with the same network identity, boots a new root restored from the backup
+    after = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    identity = ("InstanceId", "PrivateIpAddress", "PublicIpAddress", "RootDeviceName")
+    assert [after.get(k) for k in identity] == [before.get(k) for k in identity]
+    assert [n["NetworkInterfaceId"] for n in after["NetworkInterfaces"]] == [
+        n["NetworkInterfaceId"] for n in before["NetworkInterfaces"]
+    ]
+    new_root = root_volume_id(ec2, instance_id)
+    assert new_root != old_root
+    assert volumes_of(ec2, instance_id)[after["RootDeviceName"]][:3] == (
+        backup_root["VolumeSize"],
+        backup_root["VolumeType"],
+        backup_root["SnapshotId"],
+    )
+    with pytest.raises(ClientError) as gone:
+        ec2.describe_volumes(VolumeIds=[old_root])
+    assert error_code(gone) == "InvalidVolume.NotFound"
+
+
+def test_replaced_root_is_kept_unless_asked_and_a_snapshot_can_be_the_source(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    web_backup: str,
+) -> None:
+    # Given an instance restored from a backup, and a later snapshot of its root
+    instance_id = launch(ec2, web_backup)
+    old_root = root_volume_id(ec2, instance_id)
+    snapshot = ec2.create_snapshot(VolumeId=old_root)["SnapshotId"]
+
+    # When its root is replaced from that snapshot without DeleteReplacedRootVolume
+    ec2.create_replace_root_volume_task(InstanceId=instance_id, SnapshotId=snapshot)
+    aws.finish_replace_root_volume_tasks(FAKE_REGION)
+
+    # Then the new root comes from the snapshot and the old root is left detached for the owner to inspect
+    root = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+        "RootDeviceName"
+    ]
+    assert volumes_of(ec2, instance_id)[root][2] == snapshot
+    assert ec2.describe_volumes(VolumeIds=[old_root])["Volumes"][0]["State"] == "available"
+
+
+def test_failed_task_leaves_the_root_and_is_listed_by_instance(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    web_backup: str,
+) -> None:
+    # Given tasks on two instances
+    target, other = launch(ec2, web_backup), launch(ec2, web_backup)
+    old_root = root_volume_id(ec2, target)
+    task_id = ec2.create_replace_root_volume_task(InstanceId=target, ImageId=web_backup)[
+        "ReplaceRootVolumeTask"
+    ]["ReplaceRootVolumeTaskId"]
+    ec2.create_replace_root_volume_task(InstanceId=other, ImageId=web_backup)
+
+    # When EC2 fails them
+    aws.finish_replace_root_volume_tasks(FAKE_REGION, "failed")
+
+    # Then a restore drill finds its task by instance id, sees the failure and the root it still has
+    listed = ec2.describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [target]}])
+    assert [(t["ReplaceRootVolumeTaskId"], t["TaskState"]) for t in listed["ReplaceRootVolumeTasks"]] == [
+        (task_id, "failed")
+    ]
+    assert root_volume_id(ec2, target) == old_root
+
+
+def test_replace_root_volume_is_refused_for_a_stopped_instance_or_two_sources(
+    ec2: EC2Client, web_backup: str
+) -> None:
+    # Given a stopped instance and a running one
+    stopped, running = launch(ec2, web_backup), launch(ec2, web_backup)
+    ec2.stop_instances(InstanceIds=[stopped])
+    snapshot = image_of(ec2, web_backup)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+
+    # When / Then EC2 replaces roots only on running instances, from one source
+    with pytest.raises(ClientError) as not_running:
+        ec2.create_replace_root_volume_task(InstanceId=stopped, ImageId=web_backup)
+    with pytest.raises(ClientError) as both:
+        ec2.create_replace_root_volume_task(InstanceId=running, ImageId=web_backup, SnapshotId=snapshot)
+    assert error_code(not_running) == "IncorrectInstanceState"
+    assert error_code(both) == "InvalidParameterCombination"
+    assert ec2.describe_replace_root_volume_tasks()["ReplaceRootVolumeTasks"] == []
+
+
+# --- Gap 12: DescribeInstanceStatus checks --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("instance_check", "system_check", "instance_detail"),
+    [("initializing", "initializing", "initializing"), ("impaired", "ok", "failed"), ("ok", "ok", "passed")],
+)
+def test_status_checks_can_be_initializing_impaired_or_ok(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    web_backup: str,
+    instance_check: str,
+    system_check: str,
+    instance_detail: str,
+) -> None:
+    # Given a restored instance and one left alone
+    restored, untouched = launch(ec2, web_backup), launch(ec2, web_backup)
+
+    # When EC2 reports its status checks
+    aws.set_instance_status(FAKE_REGION, restored, instance_check, system_check)
+
+    # Then a restore drill polling for `ok` sees them, and only on that instance
+    statuses = {
+        s["InstanceId"]: s
+        for s in ec2.describe_instance_status(InstanceIds=[restored, untouched])["InstanceStatuses"]
+    }
+    status = statuses[restored]
+    assert (status["InstanceStatus"]["Status"], status["SystemStatus"]["Status"]) == (
+        instance_check,
+        system_check,
+    )
+    assert status["InstanceStatus"]["Details"][0]["Status"] == instance_detail
+    assert ("ImpairedSince" in status["InstanceStatus"]["Details"][0]) == (instance_check == "impaired")
+    assert statuses[untouched]["InstanceStatus"]["Status"] == "ok"
+
+
 # --- Helpers refuse what they cannot do ----------------------------------------------------------------------
 def test_helpers_reject_invalid_input(aws: Ec2Fidelity, ec2: EC2Client, base_image: str) -> None:  # noqa: F811
     # Given an AMI
@@ -802,6 +1069,12 @@ def test_helpers_reject_invalid_input(aws: Ec2Fidelity, ec2: EC2Client, base_ima
         aws.set_snapshot_start_time(FAKE_REGION, "snap-0000", datetime.now(UTC))
     with pytest.raises(InvalidReturnCodeError, match="success"):
         aws.fail_snapshot_deletion("snap-0000", "success")
+    with pytest.raises(InvalidTaskStateError, match="pending"):
+        aws.finish_replace_root_volume_tasks(FAKE_REGION, "pending")
+    with pytest.raises(UnknownInstanceError, match="i-0000"):
+        aws.set_instance_status(FAKE_REGION, "i-0000", "ok")
+    with pytest.raises(InvalidInstanceStatusError, match="broken"):
+        aws.set_instance_status(FAKE_REGION, launch(ec2, base_image), "ok", "broken")
 
 
 def test_nesting_is_refused(aws: Ec2Fidelity) -> None:  # noqa: F811
@@ -834,6 +1107,8 @@ def test_outside_the_context_manager_moto_is_unpatched(plain_moto: EC2Client) ->
         )
     with pytest.raises(NotImplementedError):
         ec2.describe_image_references(ImageIds=[image_id], IncludeAllResourceTypes=True)
+    with pytest.raises(NotImplementedError):
+        ec2.create_replace_root_volume_task(InstanceId=instance_id)
 
     # Then moto answers as it always did
     first = ec2.create_image(InstanceId=instance_id, Name="plain")["ImageId"]
@@ -842,6 +1117,12 @@ def test_outside_the_context_manager_moto_is_unpatched(plain_moto: EC2Client) ->
     assert "state_reason" not in vars(Ami)
     assert AmiBackend.create_image.__module__ == "moto.ec2.models.amis"
     assert AmisResponse.copy_image.__module__ == "moto.ec2.responses.amis"
+    assert (
+        ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"][0]["InstanceStatus"][
+            "Status"
+        ]
+        == "ok"
+    )
 
 
 # --- Pagination cursor, as a property --------------------------------------------------------------------
