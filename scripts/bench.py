@@ -34,6 +34,7 @@ from unittest import mock
 import psutil  # type: ignore[import-untyped]
 from moto import mock_aws
 
+from scripts import bench_day
 from scripts.bench_memory import Measured, cold_import, replay_peak
 from scripts.bench_report import FleetRun, render, verdict
 from scripts.bench_world import FAKE_CREDENTIALS, KEPT_DAYS, RETENTION, ROOT, bench_world, planner_tick
@@ -182,6 +183,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="EC2 answers DescribeImageReferences with InvalidAction (as where it is unavailable), so "
         "retention scans the launch templates instead",
     )
+    parser.add_argument(
+        "--day-sizes",
+        type=lambda text: tuple(int(part) for part in text.split(",") if part.strip() and int(part)),
+        default=(1_000,),
+        help="fleet sizes of the whole day at the defaults (scripts/bench_day.py), 0 to skip (default 1000)",
+    )
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process import timings")
     parser.add_argument("--no-memory", action="store_true", help="skip the planner's fresh-process replay")
     args = parser.parse_args(argv)
@@ -217,8 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image_references=references,
             )
         )
+    days = []
+    for size in args.day_sizes:
+        progress(f"{size:,}: a whole day at the defaults")
+        days.append(bench_day.measure(size))
     cold = {} if args.no_cold_start else cold_starts()
     print(render(runs, cold))
+    if days:
+        print()
+        print("\n".join(bench_day.render(days)))
     print()
     for finding in verdict(runs, cold):
         print(f"- {finding}")

@@ -11,7 +11,9 @@ def test_the_benchmark_runs_a_ten_instance_fleet_and_prints_an_exact_end_state(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # When the benchmark runs a 10-instance fleet, plain and throttled, over three days
-    status = bench.main(["--sizes", "10", "--days", "3", "--throttled-size", "10", "--no-cold-start"])
+    status = bench.main(
+        ["--sizes", "10", "--days", "3", "--throttled-size", "10", "--no-cold-start", "--day-sizes", "5"]
+    )
     # Then it succeeds, and its table shows the steady-state cycle against the target and an exact end state
     out = capsys.readouterr().out
     assert status == 0
@@ -22,3 +24,8 @@ def test_the_benchmark_runs_a_ten_instance_fleet_and_prints_an_exact_end_state(
     assert "10/10 ✓" in out
     assert "planner peak RSS (fresh process, replayed)" in out and "MiB" in out
     assert "10 @30% throttled" in out
+    # And a whole day at the defaults counts every function's EC2 calls, the AMI-state handler's too
+    assert "A WHOLE DAY AT THE DEFAULTS" in out
+    assert "5 instances, quiet day:" in out and "(target ≤ 2.2)" in out
+    assert "AmiStateFunction" in out and "DescribeImages" in out
+    assert 'messages: {"report.daily/info": 1}' in out
