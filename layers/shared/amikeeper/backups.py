@@ -13,9 +13,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
 
-from amikeeper.model import INSTANCE_ID, MANAGED_BY, POLICY, RETAIN, SLOT, TRIGGER, Instance, Stack, WorkItem
+from amikeeper.model import (
+    INSTANCE_ID,
+    MANAGED_BY,
+    POLICY,
+    RETAIN,
+    SLOT,
+    TRIGGER,
+    Image,
+    Instance,
+    Stack,
+    WorkItem,
+)
 from amikeeper.naming import Trigger, ami_description, ami_name, format_slot
 from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, Policy, PolicyCatalog
 from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
@@ -29,27 +39,11 @@ MAX_COPIED_TAGS = EC2_TAG_LIMIT - RESERVED_TAGS
 TAG_VALUE_MAX = 256
 
 
-class BackupImage(Protocol):
-    """What these rules need of an AMI (amikeeper.gateways.ec2.Image has it)."""
-
-    @property
-    def image_id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def tags(self) -> Mapping[str, str]: ...
-    @property
-    def backup_time(self) -> datetime: ...
-
-
-ImageT = TypeVar("ImageT", bound=BackupImage)
-
-
-def newest(images: Iterable[ImageT]) -> ImageT | None:
+def newest(images: Iterable[Image]) -> Image | None:
     return max(images, key=lambda image: (image.backup_time, image.image_id), default=None)
 
 
-def newest_available(images: Iterable[ImageT]) -> ImageT | None:
+def newest_available(images: Iterable[Image]) -> Image | None:
     return newest(image for image in images if image.state == "available")
 
 
@@ -75,7 +69,7 @@ class RecordedRetention:
     notes: tuple[str, ...] = ()
 
 
-def recorded_retention(images: Sequence[BackupImage], catalog: PolicyCatalog) -> RecordedRetention:
+def recorded_retention(images: Sequence[Image], catalog: PolicyCatalog) -> RecordedRetention:
     """The expression recorded on the newest backup; for backups made before it was recorded, the
     policy recorded there (or the default one when that policy is gone)."""
     latest = newest(images)
@@ -151,7 +145,10 @@ def build_work_item(
     trigger: Trigger,
     slot: datetime,
     attempt: int = 0,
+    tags: BackupTags | None = None,
 ) -> WorkItem:
+    """The work item of one backup; ``tags`` when the caller has already worked them out."""
+    tags = tags or tags_of(instance, policy, stack, trigger, slot)
     return WorkItem(
         region=region,
         instance_id=instance.instance_id,
@@ -161,7 +158,7 @@ def build_work_item(
         trigger=trigger,
         slot=slot,
         policy=policy.name,
-        tags=tags_of(instance, policy, stack, trigger, slot).tags,
+        tags=tags.tags,
     )
 
 

@@ -181,13 +181,21 @@ def plan_region(
             plan.not_due += 1
             continue
         attempt = min((failed or {}).get((instance.instance_id, slot), 0), MAX_ATTEMPT)
-        item = build_work_item(
-            instance, policy, region=region, stack=stack, trigger="schedule", slot=slot, attempt=attempt
+        tags = tags_of(instance, policy, stack, "schedule", slot)
+        plan.due.append(
+            build_work_item(
+                instance,
+                policy,
+                region=region,
+                stack=stack,
+                trigger="schedule",
+                slot=slot,
+                attempt=attempt,
+                tags=tags,
+            )
         )
-        plan.due.append(item)
-        dropped = tags_of(instance, policy, stack, "schedule", slot).dropped
-        if dropped:
-            plan.dropped_tags[instance.instance_id] = dropped
+        if tags.dropped:
+            plan.dropped_tags[instance.instance_id] = tags.dropped
     return plan
 
 
