@@ -13,7 +13,14 @@ import boto3
 import pytest
 
 from tests.fixtures.logs import handler_lines
-from tests.fixtures.stack import STACK_NAME, MotoStack, make_backup, managed_images, run_instances
+from tests.fixtures.stack import (
+    STACK_NAME,
+    MotoStack,
+    instance_event,
+    make_backup,
+    managed_images,
+    run_instances,
+)
 from tests.sam_local import ResolvedFunction, load_event
 
 # Powertools warns when an invocation records no metric, which is what an ignored event rightly does.
@@ -22,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STOPPED_AT = "2026-11-29T18:42:07Z"
 TERMINATED_AT = "2026-11-29T19:06:12Z"
 ON_STOP = {"Name": "build-1", "Backup": "true", "Backup:OnStop": "true"}
-
-
-def instance_event(stack: MotoStack, instance_id: str, state: str, **envelope: Any) -> dict[str, Any]:
-    """The events/ file for that state (a real EventBridge envelope), about this instance and region."""
-    name = "stopped" if state not in ("shutting-down", "terminated") else state
-    event = load_event(ROOT / "events" / f"instance-state-{name}.json")
-    event["region"] = stack.region
-    event["resources"] = [f"arn:aws:ec2:{stack.region}:123456789012:instance/{instance_id}"]
-    event["detail"] = {"instance-id": instance_id, "state": state}
-    return event | envelope
 
 
 def terminate(region: str, instance_id: str) -> None:

@@ -23,7 +23,7 @@ from amikeeper import clients
 from amikeeper.events import InvalidEventError
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.logs import emitted_metrics
-from tests.fixtures.stack import MotoStack, make_backup, managed_images, run_instances
+from tests.fixtures.stack import MotoStack, instance_event, make_backup, managed_images, run_instances
 from tests.sam_local import ResolvedFunction, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,14 +132,6 @@ def test_mistyped_report_event_fails_naming_the_key_and_sends_nothing(
 # --- EC2 events AWS sends -------------------------------------------------------------------------
 
 
-def instance_stopped(stack: MotoStack, instance_id: str) -> dict[str, Any]:
-    event = load_event(ROOT / "events" / "instance-state-stopped.json")
-    event["region"] = stack.region
-    event["resources"] = [f"arn:aws:ec2:{stack.region}:123456789012:instance/{instance_id}"]
-    event["detail"] = {"instance-id": instance_id, "state": "stopped"}
-    return event
-
-
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -161,7 +153,7 @@ def test_instance_event_in_an_unknown_shape_is_acknowledged_logged_at_error_and_
 ) -> None:
     # Given an instance that backs up on stop, and a stop event whose shape AWS changed
     [instance_id] = run_instances(stack.region, tags={"Backup": "true", "Backup:OnStop": "true"})
-    event = change(instance_stopped(stack, instance_id))
+    event = change(instance_event(stack, instance_id, "stopped"))
     capsys.readouterr()
     # When it is delivered
     result = functions["InstanceStateFunction"].invoke(event)

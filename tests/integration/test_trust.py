@@ -23,7 +23,7 @@ from amikeeper.runtime import Runtime
 from tests.conftest import ROOT
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.retention_fleet import Fleet, day
-from tests.fixtures.stack import MotoStack, managed_images, run_instances
+from tests.fixtures.stack import MotoStack, instance_event, managed_images, run_instances
 from tests.sam_local import ResolvedFunction, SamApp, load_event
 
 pytestmark = pytest.mark.usefixtures("without_public_amis")
@@ -41,14 +41,6 @@ def tick(when: datetime, **extra: Any) -> dict[str, Any]:
 def fleet_of(function: ResolvedFunction, aws: Ec2Fidelity) -> Fleet:
     runtime = Runtime(load_settings(function.runtime_environment()))
     return Fleet(runtime.settings.home_region, runtime.stack, runtime.catalog(), aws)
-
-
-def terminated_event(stack: MotoStack, instance_id: str) -> dict[str, Any]:
-    event = load_event(ROOT / "events" / "instance-state-terminated.json")
-    event["region"] = stack.region
-    event["resources"] = [f"arn:aws:ec2:{stack.region}:123456789012:instance/{instance_id}"]
-    event["detail"] = {"instance-id": instance_id, "state": "terminated"}
-    return event
 
 
 # --- 1. the retention a backup was made under travels with it ---------------------------------------------
@@ -85,7 +77,7 @@ def test_the_termination_notice_says_which_retention_will_apply(
     newest, *_ = [fleet.back_up(web, day(n), policy=None) for n in range(3)]
     fleet.terminate(web)
     # When its termination is notified
-    functions["InstanceStateFunction"].invoke(terminated_event(stack, web))
+    functions["InstanceStateFunction"].invoke(instance_event(stack, web, "terminated"))
     # Then the notice names the recorded expression and where it comes from, not the default policy's
     [note] = stack.notifications()
     assert note.document["retention"] == "daily=60"
