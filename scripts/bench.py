@@ -37,7 +37,7 @@ from moto import mock_aws
 from scripts import bench_day
 from scripts.bench_memory import Measured, cold_import, replay_peak
 from scripts.bench_report import FleetRun, render, verdict
-from scripts.bench_world import FAKE_CREDENTIALS, KEPT_DAYS, RETENTION, ROOT, bench_world, planner_tick
+from scripts.bench_world import FAKE_CREDENTIALS, KEPT_DAYS, RETENTION, ROOT, bench_world
 from tests.fixtures.stack import create_stack
 from tests.sam_local import SamApp
 
@@ -105,13 +105,14 @@ def run_fleet(
             simulated.append(world.day(number, recorder if last else None, idle_runs=last))
         progress(f"{label}: checking the end state")
         exactness = world.exactness(days)
-        planner = world.functions["PlannerFunction"]
+        region_planner, recorded_task = world.functions["RegionPlannerFunction"], world.recorded_task
         total_s = time.perf_counter() - started
     memory = None
     if recorder is not None:
-        progress(f"{label}: replaying the day-{days} planner in a fresh process")
+        progress(f"{label}: replaying the day-{days} region planner in a fresh process")
         try:
-            memory = replay_peak(planner, planner_tick(days), recorder.save())
+            assert recorded_task is not None, "the last day planned no region"
+            memory = replay_peak(region_planner, recorded_task, recorder.save())
         finally:
             shutil.rmtree(recorder.folder, ignore_errors=True)
     ticks, runs = schedules_per_day()

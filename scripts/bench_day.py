@@ -148,6 +148,8 @@ def whole_day(world: World, size: int, *, fail_one: bool) -> DayResult:
         busy = quarter == 12  # the 03:01 tick, the first of the 03:00 slot
         world.fidelity.start_pending(fail_one and busy)
         invoke("PlannerFunction", tick(now))
+        for record in world.stack.task_messages():  # what the task queue's event source delivers
+            invoke("RegionPlannerFunction", {"Records": [record]})
         drain()
         images = list(managed_images(world.region))
         if fail_one and busy:
@@ -164,6 +166,8 @@ def whole_day(world: World, size: int, *, fail_one: bool) -> DayResult:
                 invoke("AmiStateFunction", ami_event(world, image["ImageId"], "available"))
         if quarter % 4 == 0:
             invoke("RetentionFunction", tick(now + timedelta(minutes=4), dry_run=False))
+            for record in world.stack.deletion_messages():  # what the deletion queue's event source delivers
+                invoke("DeleterFunction", {"Records": [record]})
         if quarter == 28:
             invoke("ReportFunction", tick(now.replace(minute=0)))
         result.received.update((note.event, note.severity) for note in world.stack.notifications())

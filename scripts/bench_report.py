@@ -148,7 +148,7 @@ def build_rows(runs: Sequence[FleetRun], cold: dict[str, Measured]) -> list[Row]
         "PlannerRate, RetentionSchedule defaults",
     )
     rows.append(Row("LAMBDA INVOCATIONS THE PLAN NEEDS", ["" for _ in runs]))
-    add("  planner (incl. continuations)", lambda r: str(r.steady.phases["planner"].invocations))
+    add("  planner (tick + one per region)", lambda r: str(r.steady.phases["planner"].invocations))
     add("  worker (SQS batches of 10)", lambda r: f"{r.steady.phases['worker'].invocations:,}")
     add(
         "  worker waves at MaximumConcurrency",
@@ -156,7 +156,7 @@ def build_rows(runs: Sequence[FleetRun], cold: dict[str, Measured]) -> list[Row]
             f"{-(-r.steady.phases['worker'].invocations // r.worker_concurrency):,} (x{r.worker_concurrency})"
         ),
     )
-    add("  retention (incl. continuations)", lambda r: str(r.steady.phases["retention"].invocations))
+    add("  retention (run + deleter batches)", lambda r: str(r.steady.phases["retention"].invocations))
     rows.append(Row("TIME (this machine, in-process moto)", ["" for _ in runs]))
     add(
         "  planner wall time",

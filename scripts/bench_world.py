@@ -3,10 +3,10 @@
 Everything runs in this process the way ``make demo`` does: the handlers of template.yaml resolved as
 ``sam local invoke`` would (tests/sam_local.py), on the stack's resources in moto (tests/fixtures/
 stack.py). Around them, at the HTTP layer (tests/fixtures/throttling.py): call counting, the in-memory
-work queue (scripts/bench_queue.py), Lambda's asynchronous Invoke for continuations, optionally a
-throttle, and a timer that tells simulated-AWS time from the handlers' own. botocore's back-off and
-adaptive waits and retention's delete pacing sleep on a virtual clock: recorded, not slept; the Lambda
-contexts count the virtual time, so a run that would sleep past its timeout hands off as it would.
+work queue (scripts/bench_queue.py), optionally a throttle, and a timer that tells simulated-AWS time
+from the handlers' own. botocore's back-off and adaptive waits and the deleter's pacing sleep on a
+virtual clock: recorded, not slept. The planner's region tasks and retention's deletion batches are
+delivered to their functions here, one per invocation, as their queues' event sources would.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from tests.fixtures.end_state import (
     tick,
 )
 from tests.fixtures.stack import MotoStack, create_stack
-from tests.fixtures.throttling import AsyncInvokes, Attempt, Forward, Throttle, VirtualTime, wire
+from tests.fixtures.throttling import Attempt, Forward, Throttle, VirtualTime, wire
 from tests.sam_local import ResolvedFunction, SamApp
 
 if TYPE_CHECKING:
@@ -94,7 +94,6 @@ class Phase:
     slept_s: float  # every virtual sleep: botocore's back-off and adaptive waits, and pacing
     paced_s: float  # of which retention's delete pacing
     invocations: int
-    continuations: int = 0
     rss_mb: float = 0.0
 
     @property
@@ -145,12 +144,13 @@ class World:
     counter: CallCounter
     clock: VirtualTime
     queue: WorkQueue
-    invokes: AsyncInvokes
     timer: AwsTimer
     pacing: Pacing
     interceptors: list[Any]
     fleet: list[str] = field(default_factory=list)
     worker_concurrency: int = 5
+    # The region task whose HTTP answers the recorder kept, to replay it in a fresh process.
+    recorded_task: dict[str, Any] | None = None
 
     @property
     def region(self) -> str:
@@ -192,31 +192,24 @@ class World:
     def day(self, number: int, recorder: Recorder | None = None, *, idle_runs: bool = False) -> Day:
         """Day ``number``: the 03:05 planner tick, the workers, the 04:05 retention tick.
 
-        With a recorder, the planner's first invocation starts a fresh container and its HTTP answers
-        are recorded (to replay it in a fresh process and measure its memory). With ``idle_runs``, one
+        The planner phase is the tick and the region planner's invocation for each task it queued. With a
+        recorder, the region planner's first invocation has its HTTP answers recorded (to replay it in a
+        fresh process and measure its memory). With ``idle_runs``, one
         more planner tick (04:20) and retention tick (05:05) follow, with nothing left to do: what
         every other tick of the day costs.
         """
         when = FIRST_TICK + timedelta(days=number - 1)
         day = Day(number)
         planning = planner_tick(number)
-        day.phases["planner"] = self._measure(
-            "planner", lambda: self._run_with_continuations("PlannerFunction", planning, recorder)
-        )
+        day.phases["planner"] = self._measure("planner", lambda: self._plan(planning, recorder))
         day.phases["worker"] = self._measure("worker", self._drain)
         pruning = tick(when + RETENTION_DELAY, dry_run=False)
-        day.phases["retention"] = self._measure(
-            "retention", lambda: self._run_with_continuations("RetentionFunction", pruning)
-        )
+        day.phases["retention"] = self._measure("retention", lambda: self._prune(pruning))
         if idle_runs:
             idle_planning = tick(when + IDLE_PLANNER_DELAY)
-            day.phases["planner idle"] = self._measure(
-                "planner idle", lambda: self._run_with_continuations("PlannerFunction", idle_planning)
-            )
+            day.phases["planner idle"] = self._measure("planner idle", lambda: self._plan(idle_planning))
             idle_pruning = tick(when + IDLE_RETENTION_DELAY, dry_run=False)
-            day.phases["retention idle"] = self._measure(
-                "retention idle", lambda: self._run_with_continuations("RetentionFunction", idle_pruning)
-            )
+            day.phases["retention idle"] = self._measure("retention idle", lambda: self._prune(idle_pruning))
         return day
 
     def exactness(self, days: int) -> Exactness:
@@ -238,11 +231,11 @@ class World:
             failure_notices=len(notices),
         )
 
-    def _measure(self, name: str, run: Callable[[], tuple[int, int]]) -> Phase:
+    def _measure(self, name: str, run: Callable[[], int]) -> Phase:
         before, aws_before, slept_before = self.counter.tally(), self.timer.seconds, self.clock.slept
         paced_before = self.pacing.waited_s
         started = time.perf_counter()
-        invocations, continuations = run()
+        invocations = run()
         wall = time.perf_counter() - started
         return Phase(
             name=name,
@@ -252,35 +245,48 @@ class World:
             slept_s=self.clock.slept - slept_before,
             paced_s=self.pacing.waited_s - paced_before,
             invocations=invocations,
-            continuations=continuations,
             rss_mb=psutil.Process().memory_info().rss / 2**20,
         )
 
-    def _run_with_continuations(
-        self, function_id: str, event: dict[str, Any], recorder: Recorder | None = None
-    ) -> tuple[int, int]:
-        function = self.functions[function_id]
-        invocations = 0
-        pending = [event]
-        while pending:
-            invocations += 1
-            event = pending.pop(0)
-            context = function.context(clock=self.clock.monotonic)
-            recording = recorder is not None and invocations == 1
+    def _plan(self, event: dict[str, Any], recorder: Recorder | None = None) -> int:
+        """The planner tick, then each region task it queued, as the task queue's event source would."""
+        tick_function, region_planner = (
+            self.functions["PlannerFunction"],
+            self.functions["RegionPlannerFunction"],
+        )
+        _quietly(tick_function.invoke, event, tick_function.context(clock=self.clock.monotonic), False)
+        tasks = self.stack.task_messages()
+        for index, record in enumerate(tasks):
+            task_event = {"Records": [record]}
+            recording = recorder is not None and index == 0
             if recorder is not None:
                 recorder.recording = recording
+                if recording:
+                    self.recorded_task = task_event
             try:
-                _quietly(function.invoke, event, context, recording)
+                _quietly(
+                    region_planner.invoke,
+                    task_event,
+                    region_planner.context(clock=self.clock.monotonic),
+                    recording,
+                )
             finally:
                 if recorder is not None:
                     recorder.recording = False
-            for continuation in self.invokes.take():
-                if not continuation.function.endswith(f":function:{function.function_name}"):
-                    raise RuntimeError(f"{function_id} invoked {continuation.function}, not itself")
-                pending.append(continuation.payload)
-        return invocations, invocations - 1
+        return 1 + len(tasks)
 
-    def _drain(self) -> tuple[int, int]:
+    def _prune(self, event: dict[str, Any]) -> int:
+        """The retention tick, then each deletion batch it queued, as the deletion queue's event source would."""
+        retention, deleter = self.functions["RetentionFunction"], self.functions["DeleterFunction"]
+        _quietly(retention.invoke, event, retention.context(clock=self.clock.monotonic), False)
+        batches = self.stack.deletion_messages()
+        for record in batches:
+            _quietly(
+                deleter.invoke, {"Records": [record]}, deleter.context(clock=self.clock.monotonic), False
+            )
+        return 1 + len(batches)
+
+    def _drain(self) -> int:
         worker = self.functions["WorkerFunction"]
         stats = DeliveryStats()
 
@@ -288,7 +294,7 @@ class World:
             return _quietly(worker.invoke, event, worker.context(clock=self.clock.monotonic))
 
         self.queue.deliver(invoke, stats)
-        return stats.invocations, 0
+        return stats.invocations
 
 
 def planner_tick(number: int) -> dict[str, Any]:
@@ -324,12 +330,13 @@ def bench_world(worker_concurrency: int = 5, default_retention: str = RETENTION)
         moto_stack.env_vars["POWERTOOLS_METRICS_DISABLED"] = "true"
         stack.enter_context(indexed_moto(fidelity, DEFAULT_ACCOUNT_ID, [moto_stack.region]))
         counter = stack.enter_context(counting())
-        timer, invokes = AwsTimer(), AsyncInvokes()
+        timer = AwsTimer()
         queue = WorkQueue(moto_stack.work_queue_url, moto_stack.region)
-        interceptors: list[Any] = [queue, invokes, timer]
+        interceptors: list[Any] = [queue, timer]
         the_wire = stack.enter_context(wire(*interceptors))
         the_wire.interceptors = interceptors  # one list: a throttle added later goes in front
-        functions = moto_stack.deploy(SamApp.load(ROOT / "template.yaml"))
+        # The benchmark delivers region tasks and deletion batches itself, to count and record them.
+        functions = moto_stack.deploy(SamApp.load(ROOT / "template.yaml"), deliver_tasks=False)
         yield World(
             stack=moto_stack,
             functions=functions,
@@ -337,7 +344,6 @@ def bench_world(worker_concurrency: int = 5, default_retention: str = RETENTION)
             counter=counter,
             clock=clock,
             queue=queue,
-            invokes=invokes,
             timer=timer,
             pacing=pacing,
             interceptors=interceptors,

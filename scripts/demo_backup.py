@@ -32,8 +32,8 @@ def scheduled_backups(world: World, now: datetime) -> dict[str, str]:
     )
     print("         dev-1 Backup=false · legacy-1 Backup=platinum (no such policy)")
     print(f"  named policies (SSM): {POLICIES}")
-    result = world.tick("PlannerFunction", "planner-tick", now)
-    print(f"\n  planner at {now:%Y-%m-%d %H:%M}Z: {result['regions']}")
+    result = world.plan(now)
+    print(f"\n  planner at {now:%Y-%m-%d %H:%M}Z, one task per region: {result}")
     failures = world.drain_work_queue()
     print(f"  worker drained the queue: {failures} failed item(s)\n")
     names = world.instance_names()
@@ -56,10 +56,10 @@ def scheduled_backups(world: World, now: datetime) -> dict[str, str]:
     show_notifications(world.stack.notifications(), full=True)
 
     later = now.replace(minute=now.minute + 14)
-    again = world.tick("PlannerFunction", "planner-tick", later)
+    again = world.plan(later)
     world.drain_work_queue()
     print(
-        f"\n  planner again at {later:%H:%M}Z, same slots: {again['regions'][0]['enqueued']} queued, "
+        f"\n  planner again at {later:%H:%M}Z, same slots: {again[0]['enqueued']} queued, "
         f"{len(world.images())} AMIs in total (no second AMI)"
     )
     world.stack.notifications()

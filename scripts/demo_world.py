@@ -53,6 +53,12 @@ class World:
         scheduled = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         return self.functions[function].invoke(self.event(event_file, scheduled_time=scheduled, **extra))
 
+    def plan(self, when: datetime) -> list[Any]:
+        """A planner tick; what the region planner answered for each region task the tick handed out."""
+        before = len(self.stack.task_answers)
+        self.tick("PlannerFunction", "planner-tick", when)
+        return self.stack.task_answers[before:]
+
     def drain_work_queue(self) -> int:
         failures = 0
         for response in self.stack.drain(self.functions["WorkerFunction"].invoke):

@@ -203,12 +203,21 @@ class ResolvedFunction:
     memory_mb: int
     timeout_s: int
     logging_config: Mapping[str, str] = field(default_factory=dict)
+    # What the cloud does once the function returned: the test stack delivers the messages it queued to
+    # their consumers, as Lambda's SQS event source mappings would (see tests.fixtures.stack).
+    after_invoke: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     _container: _Container = field(default_factory=_Container, repr=False, compare=False)
 
     @property
     def cold_starts(self) -> int:
         """How many containers this function has started (each cold start imports app.py anew)."""
         return self._container.cold_starts
+
+    def recycle(self) -> None:
+        """Lambda retires the container: the next invocation is a cold start that imports app.py anew."""
+        if self._container.module is not None:
+            sys.modules.pop(self._container.module.__name__, None)
+            self._container.module = None
 
     def runtime_environment(self) -> dict[str, str]:
         """Everything the handler sees: Lambda's runtime variables, then the function's own."""
@@ -257,11 +266,14 @@ class ResolvedFunction:
             handler = self._handler_callable(self._container.module)
             result = handler(payload, context if context is not None else self.context())
         try:
-            return json.loads(json.dumps(result))
+            answer = json.loads(json.dumps(result))
         except (TypeError, ValueError) as error:
             raise ResponseNotJsonError(
                 f"{self.logical_id} returned {type(result).__name__} that is not JSON: {error}"
             ) from None
+        if self.after_invoke is not None:
+            self.after_invoke()
+        return answer
 
     @property
     def _log_group_name(self) -> str:

@@ -1,4 +1,5 @@
-"""Retention tick: apply the keep rules in every region, delete what expired (SPEC §4); {"dry_run": true} previews."""
+"""Retention tick: plan every region in one read each and queue what expired for the deleter (SPEC §4);
+{"dry_run": true} previews and changes nothing."""
 
 import os
 from datetime import UTC, datetime
@@ -17,7 +18,11 @@ from amikeeper.runtime import Runtime
 RUNTIME = Runtime(load_settings(os.environ))
 CONFIG = RetentionConfig.from_settings(RUNTIME.settings)
 DEPS = RetentionDeps(
-    ec2=RUNTIME.ec2, autoscaling=RUNTIME.autoscaling, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger
+    ec2=RUNTIME.ec2,
+    autoscaling=RUNTIME.autoscaling,
+    deletions=RUNTIME.deletions,
+    notifier=RUNTIME.notifier,
+    ledger=RUNTIME.ledger,
 )
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
@@ -29,24 +34,10 @@ logger, tracer, metrics = Logger(), Tracer(), Metrics()
 def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(tick.execution_id or context.aws_request_id)
     now = tick.scheduled_time or datetime.now(UTC)
-    # The continuation replays this exact tick, so that it computes the same plan from what is left.
-    same_tick = {
-        "scheduled_time": now.isoformat(),
-        "execution_id": tick.execution_id,
-        "dry_run": tick.dry_run,
-    }
-    invoker = RUNTIME.self_invoker(context.invoked_function_arn)
     result = run_retention(
-        now,
-        RUNTIME.settings.regions,
-        RUNTIME.catalog(),
-        CONFIG,
-        DEPS,
-        dry_run=tick.dry_run,
-        remaining_ms=context.get_remaining_time_in_millis,
-        continue_later=lambda: invoker.invoke_async(same_tick),
+        now, RUNTIME.settings.regions, RUNTIME.catalog(), CONFIG, DEPS, dry_run=tick.dry_run
     )
-    for name, value in result.metrics().items():
+    for name, value in result.plan_metrics().items():
         metrics.add_metric(name, MetricUnit.Count, value)
     logger.info("retention run", extra=result.response())
     return result.response()

@@ -1125,6 +1125,46 @@ def test_outside_the_context_manager_moto_is_unpatched(plain_moto: EC2Client) ->
     )
 
 
+# --- SQS FIFO deduplication (gap 13) ---------------------------------------------------------------------
+def fifo_queue(region: str) -> str:
+    return boto3.client("sqs", region_name=region).create_queue(
+        QueueName="tasks.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+
+
+def send_and_take(region: str, queue_url: str, deduplication_id: str) -> list[str]:
+    """Send one message, then receive and delete whatever is delivered; the bodies delivered."""
+    sqs = boto3.client("sqs", region_name=region)
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=deduplication_id,
+        MessageGroupId="g",
+        MessageDeduplicationId=deduplication_id,
+    )
+    bodies = []
+    for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies.append(message["Body"])
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def test_a_fifo_duplicate_sent_after_the_first_was_deleted_is_dropped(aws: Ec2Fidelity) -> None:  # noqa: F811
+    # Given a FIFO queue whose first message was delivered and deleted
+    queue_url = fifo_queue("eu-west-1")
+    assert send_and_take("eu-west-1", queue_url, "region#tick-1") == ["region#tick-1"]
+    # When the same deduplication id is sent again within five minutes / Then nothing is delivered
+    assert send_and_take("eu-west-1", queue_url, "region#tick-1") == []
+    # And another id is delivered as usual
+    assert send_and_take("eu-west-1", queue_url, "region#tick-2") == ["region#tick-2"]
+
+
+def test_without_the_extension_moto_delivers_the_duplicate_again(aws_credentials: None) -> None:  # noqa: F811
+    with mock_aws():
+        queue_url = fifo_queue("eu-west-1")
+        assert send_and_take("eu-west-1", queue_url, "region#tick-1") == ["region#tick-1"]
+        assert send_and_take("eu-west-1", queue_url, "region#tick-1") == ["region#tick-1"]
+
+
 # --- Pagination cursor, as a property --------------------------------------------------------------------
 @given(
     keys=st.sets(st.text(alphabet="0123456789abcdef", min_size=1, max_size=8), max_size=60),

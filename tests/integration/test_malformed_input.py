@@ -98,22 +98,36 @@ def test_mistyped_planner_event_fails_naming_the_key_and_queues_nothing(
         functions["PlannerFunction"].invoke({"scheduledTime": "2026-11-29T10:00:00Z"})
     # Then it fails naming the key and every key it knows, and nothing was queued or sent
     assert str(refused.value) == (
-        "unknown key 'scheduledTime' (allowed: scheduled_time, execution_id, dry_run, continuation)"
+        "unknown key 'scheduledTime' (allowed: scheduled_time, execution_id, dry_run)"
     )
     assert stack.work_messages() == []
     assert stack.notifications() == []
 
 
-def test_planner_continuation_with_an_unknown_key_is_refused(
+def test_region_task_with_an_unknown_key_is_refused_and_ends_in_the_task_dead_letter_queue(
     functions: dict[str, ResolvedFunction], stack: MotoStack
 ) -> None:
-    # Given a continuation event someone edited by hand
+    # Given a due instance, and a region task someone put on the task queue by hand, with a misspelt key
     run_instances(stack.region, tags={"Backup": "true"})
-    event = TICK | {"continuation": {"regions": [stack.region], "region": stack.region}}
-    # When it is invoked / Then it fails naming the nested key, and nothing was queued
-    with pytest.raises(InvalidEventError, match=r"unknown key 'continuation\.region' \(allowed: regions, "):
-        functions["PlannerFunction"].invoke(event)
+    body = {"version": 1, "region": stack.region, "scheduledTime": "2026-11-29T10:00:00Z"}
+    sqs = boto3.client("sqs", region_name=stack.region)
+    sqs.send_message(
+        QueueUrl=stack.planner_task_queue_url,
+        MessageBody=json.dumps(body),
+        MessageGroupId=stack.region,
+        MessageDeduplicationId="by-hand",
+    )
+    # When the queue delivers it (after any invocation of the stack)
+    functions["ReportFunction"].invoke({"scheduled_time": "2026-11-29T07:00:00Z"})
+    stack.notifications()
+    # Then every delivery failed naming the key, nothing was queued, and after three it is dead-lettered
+    assert [str(failure) for failure in stack.task_failures] == 3 * [
+        "unknown key 'Records.0.body.scheduledTime' (allowed: version, region, scheduled_time, execution_id); "
+        "Records.0.body.scheduled_time: Field required"
+    ]
     assert stack.work_messages() == []
+    dead = sqs.receive_message(QueueUrl=stack.planner_task_dead_letter_queue_url)["Messages"]
+    assert [json.loads(message["Body"]) for message in dead] == [body]
 
 
 def test_mistyped_report_event_fails_naming_the_key_and_sends_nothing(

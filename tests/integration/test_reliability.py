@@ -14,9 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
+import pytest
 from botocore.awsrequest import AWSResponse
 
+from amikeeper import planner
 from amikeeper.gateways import ec2 as ec2_gateway
+from amikeeper.planner import TasksNotQueued
 from tests.fixtures.call_counter import CallCounter, counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.end_state import (
@@ -28,9 +31,7 @@ from tests.fixtures.end_state import (
 from tests.fixtures.event_source import EventSource
 from tests.fixtures.stack import HOME_REGION, MotoStack, create_stack, run_instances
 from tests.fixtures.throttling import (
-    AsyncInvokes,
     Attempt,
-    Clock,
     Forward,
     Interceptor,
     LostResponse,
@@ -49,7 +50,6 @@ class World:
     stack: MotoStack
     functions: dict[str, ResolvedFunction]
     counter: CallCounter
-    invokes: AsyncInvokes
 
     @property
     def region(self) -> str:
@@ -66,9 +66,8 @@ class World:
 def world_of(sam_app: SamApp, *interceptors: Interceptor, **stack_options: Any) -> Iterator[World]:
     stack = create_stack(**stack_options)
     stack.env_vars["POWERTOOLS_METRICS_DISABLED"] = "true"
-    invokes = AsyncInvokes()
-    with counting() as counter, simulated_http(*interceptors, invokes):
-        yield World(stack, stack.deploy(sam_app), counter, invokes)
+    with counting() as counter, simulated_http(*interceptors):
+        yield World(stack, stack.deploy(sam_app), counter)
 
 
 def launch_fleet(region: str, count: int) -> list[str]:
@@ -138,38 +137,41 @@ def test_throttled_create_image_that_succeeded_on_the_server_is_one_ami(
         assert world.stack.notifications() == []
 
 
-def run_with_hand_offs(world: World, budget_ms: int, clock: Clock) -> list[Any]:
-    """Invoke the planner, then every continuation it queued, each with a fresh (short) budget."""
-    planner = world.functions["PlannerFunction"]
-    results = [world.plan(context=planner.context(budget_ms=budget_ms, clock=clock.read))]
-    while queued := world.invokes.take():
-        [continuation] = queued
-        assert continuation.function.endswith(f":function:{planner.function_name}")
-        results.append(world.plan(event=continuation.payload, context=planner.context(budget_ms, clock.read)))
-    return results
+def refuse_region_tasks(attempt: Attempt, forward: Forward) -> AWSResponse:
+    """SQS refuses every message for the planner's task queue (e.g. the queue was deleted by hand)."""
+    body = attempt.request.body
+    text = body.decode() if isinstance(body, bytes) else str(body or "")
+    if attempt.key != "sqs:SendMessageBatch" or "planner-tasks" not in text:
+        return forward()
+    error = (
+        '{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "The specified queue does not exist."}'
+    )
+    return response(400, error, {"x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender"})
 
 
-def test_planner_short_of_time_hands_the_rest_on_and_nothing_is_lost_or_queued_twice(
+def test_a_tick_planned_in_two_regions_queues_each_due_instance_once(
     aws: Ec2Fidelity, sam_app: SamApp
 ) -> None:
-    # Given two regions, 45 instances (one with an invalid tag) and 15, and a planner invocation that
-    # has 20 s: each SendMessageBatch takes 2 s, and it keeps 15 s in hand
-    clock = Clock(seconds_per_attempt=2.0, operations=frozenset({"sqs:SendMessageBatch"}))
     regions = (HOME_REGION, OTHER_REGION)
-    with world_of(sam_app, clock, regions=regions) as world:
+    with world_of(sam_app, regions=regions) as world:
+        # Given two regions, 45 instances (one with an invalid tag) and 15
         home = launch_fleet(HOME_REGION, 44)
         broken = run_instances(HOME_REGION, tags={"Backup": "true", "Backup:Retain": "forever"})
         other = launch_fleet(OTHER_REGION, 15)
-        # When the tick runs, and every continuation it hands on runs too
-        results = run_with_hand_offs(world, budget_ms=20_000, clock=clock)
-        # Then it took three invocations: 30 items, then the other 14 of home, then the other region
-        assert [r["continued"] for r in results] == [True, True, False]
-        assert [[region["enqueued"] for region in r["regions"]] for r in results] == [[30], [14], [15]]
+        # When the tick runs, and the scheduler delivers the same tick twice
+        first = world.plan()
+        world.plan()
+        # Then each region was planned once, by a task of its own, in one invocation each
+        assert first["regions"] == list(regions)
+        assert [(answer["region"], answer["enqueued"]) for answer in world.stack.task_answers] == [
+            (HOME_REGION, 44),
+            (OTHER_REGION, 15),
+        ]
         # And each due instance was queued exactly once
         messages = world.stack.work_messages()
         queued = Counter(record["body"] for record in messages)
         assert len(messages) == 59 and max(queued.values()) == 1
-        # And the one notice is the invalid tag: handing on is routine, nobody is mailed for it
+        # And the one notice is the invalid tag
         notes = world.stack.notifications()
         assert [note.event for note in notes] == ["policy.invalid"]
         assert notes[0].document["instance_id"] == broken[0]
@@ -180,51 +182,61 @@ def test_planner_short_of_time_hands_the_rest_on_and_nothing_is_lost_or_queued_t
         assert backups_by_instance(OTHER_REGION) == {key: [SLOT] for key in other}
 
 
-def test_planner_with_no_time_at_all_still_moves_on_one_batch_per_invocation(
+def test_a_region_planner_that_dies_after_queueing_is_delivered_again_and_makes_one_ami_each(
     aws: Ec2Fidelity, sam_app: SamApp
 ) -> None:
-    clock = Clock(seconds_per_attempt=0.0, operations=frozenset())
-    with world_of(sam_app, clock) as world:
-        # Given 12 due instances and invocations that are already past their reserve
-        launch_fleet(world.region, 12)
-        # When the tick runs with every continuation
-        results = run_with_hand_offs(world, budget_ms=0, clock=clock)
-        # Then each invocation queued one batch and handed on, and all 12 were queued once, quietly
-        assert [r["regions"][0]["enqueued"] for r in results] == [10, 2]
-        assert len(world.stack.work_messages()) == 12
-        assert world.stack.notifications() == []
+    crashes: list[str] = []
+    real_enqueue = planner._enqueue
 
+    def enqueue_then_time_out(plan: planner.BackupPlan, queue: Any) -> None:
+        real_enqueue(plan, queue)
+        if plan.region == OTHER_REGION and not crashes:
+            crashes.append(plan.region)
+            raise TimeoutError("Task timed out after 600.00 seconds")
 
-def refuse_invoke(attempt: Attempt, forward: Forward) -> AWSResponse:
-    """Lambda refuses the Invoke, e.g. because the role lacks lambda:InvokeFunction on the function."""
-    if attempt.key != "lambda:Invoke":
-        return forward()
-    body = '{"Type": "User", "Message": "not authorized to perform: lambda:InvokeFunction"}'
-    return response(403, body, {"x-amzn-ErrorType": "AccessDeniedException"})
-
-
-def test_refused_hand_off_is_reported_and_the_next_tick_finishes_the_work(
-    aws: Ec2Fidelity, sam_app: SamApp
-) -> None:
-    clock = Clock(seconds_per_attempt=0.0, operations=frozenset())
-    with world_of(sam_app, clock, refuse_invoke, regions=(HOME_REGION, OTHER_REGION)) as world:
-        # Given two regions and a planner whose asynchronous Invoke of itself is refused
+    with (
+        mock.patch.object(planner, "_enqueue", enqueue_then_time_out),
+        world_of(sam_app, regions=(HOME_REGION, OTHER_REGION)) as world,
+    ):
+        # Given two regions, and a region planner that dies in the other region after queueing its items
         home = launch_fleet(HOME_REGION, 3)
         other = launch_fleet(OTHER_REGION, 3)
-        planner = world.functions["PlannerFunction"]
-        first = world.plan(context=planner.context(budget_ms=0, clock=clock.read))
-        # Then the summary says which region was not planned, and why
-        assert first["continued"] is False and "could not continue" in first["hand_off_error"]
-        [summary] = world.stack.notifications()
-        assert summary.severity == "error"
-        rows = {row["region"]: row for row in summary.document["regions"]}
-        assert rows[HOME_REGION]["enqueued"] == 3
-        assert rows[OTHER_REGION]["error"].startswith("not planned: could not continue")
-        # When the next tick runs with time to spare, everything is backed up once
-        world.plan(NOW + timedelta(minutes=15))
+        # When the tick runs
+        world.plan()
+        # Then SQS delivered that region's task again, which queued its items again
+        assert [str(failure) for failure in world.stack.task_failures] == [
+            "Task timed out after 600.00 seconds"
+        ]
+        assert [answer["region"] for answer in world.stack.task_answers] == [HOME_REGION, OTHER_REGION]
+        # And once the workers ran, every instance has exactly one AMI, and nobody was mailed
         world.source().drain()
         assert backups_by_instance(HOME_REGION) == {key: [SLOT] for key in home}
         assert backups_by_instance(OTHER_REGION) == {key: [SLOT] for key in other}
+        assert world.stack.notifications() == []
+        assert world.source().dead_letters() == []
+
+
+def test_a_tick_whose_region_tasks_sqs_refuses_fails_loudly_and_the_next_tick_does_the_work(
+    aws: Ec2Fidelity, sam_app: SamApp
+) -> None:
+    refusing = [True]
+
+    def refuse_while_broken(attempt: Attempt, forward: Forward) -> AWSResponse:
+        return refuse_region_tasks(attempt, forward) if refusing[0] else forward()
+
+    with world_of(sam_app, refuse_while_broken) as world:
+        # Given a due fleet and a task queue SQS refuses to take messages for
+        fleet = launch_fleet(world.region, 3)
+        # When the tick runs / Then it fails naming the region: Lambda retries it, then records it in the
+        # failed-invocations queue, and the planner's errors alarm fires
+        with pytest.raises(TasksNotQueued, match=f"region task\\(s\\) not queued for {world.region}"):
+            world.plan()
+        assert world.stack.task_answers == []
+        # When the queue works again and the next tick runs, every instance is backed up once
+        refusing[0] = False
+        world.plan(NOW + timedelta(minutes=15))
+        world.source().drain()
+        assert backups_by_instance(world.region) == {key: [SLOT] for key in fleet}
 
 
 def test_listings_longer_than_one_page_are_read_to_the_end(aws: Ec2Fidelity, sam_app: SamApp) -> None:
@@ -257,9 +269,9 @@ def test_listings_longer_than_one_page_are_read_to_the_end(aws: Ec2Fidelity, sam
         assert planner.items.get("ec2:DescribeImages", 0) == 0
         # And a tick later in the slot reads the slot's 12 AMIs page by page (and the stop/manual ones)
         before = world.counter.tally()
-        again = world.plan(NOW + timedelta(minutes=15))
+        world.plan(NOW + timedelta(minutes=15))
         later = world.counter.tally() - before
-        assert again["regions"][0]["enqueued"] == 0
+        assert world.stack.task_answers[-1]["enqueued"] == 0
         assert (later.items["ec2:DescribeImages"], later.calls["ec2:DescribeImages"]) == (12, 3 + 1)
         # And the last retention run read 12 instances, 36 AMIs and 54 snapshots page by page
         assert (

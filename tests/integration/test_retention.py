@@ -1,14 +1,16 @@
-"""Retention under moto with real EC2 semantics (SPEC §4): every guard, deletion, orphans, failures, budget.
+"""Retention under moto with real EC2 semantics (SPEC §4): every guard, deletion, orphans, failures.
 
-Most tests call the domain pass the way the handler does; the handler itself runs through
-tests/sam_local.py with the events/retention-*.json files, the time-budget hand-over and the metrics.
+Most tests call the domain the way the two handlers do: the run plans and queues its deletions on the
+deletion queue, then each batch goes to the deleter, as the queue's event source would deliver it; the
+result shown is the run's, with what the deleter did with its batches. The handlers themselves run
+through tests/sam_local.py with the events/retention-*.json and deleter files, and emit the metrics.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -17,10 +19,11 @@ import pytest
 from botocore.client import BaseClient
 
 from amikeeper import clients
+from amikeeper import retention as retention_module
 from amikeeper.config import load_settings
 from amikeeper.gateways import ec2 as ec2_gateway
-from amikeeper.model import GONE_SINCE, tag_map
-from amikeeper.retention import REFERENCE_CHECK_LIMIT, RetentionDeps, run_retention
+from amikeeper.model import GONE_SINCE, DeletionBatch, tag_map
+from amikeeper.retention import REFERENCE_CHECK_LIMIT, DeleterDeps, RetentionDeps, delete_batch, run_retention
 from amikeeper.retention_plan import RetentionConfig
 from amikeeper.retention_result import RetentionResult
 from amikeeper.retention_summary import retention_summary
@@ -78,46 +81,75 @@ class Sleeper:
 
 @dataclass
 class Runner:
-    """Runs the retention pass as the handler does, with a fake pacing clock and a recorded hand-over."""
+    """Runs retention as the two handlers do: the run, then every batch it queued through the deleter,
+    with a fake pacing clock; the run's result, with what the deleter did with its batches."""
 
     runtime: Runtime
+    stack: MotoStack
     sleeper: Sleeper = field(default_factory=Sleeper)
-    continuations: int = 0
-
-    def deps(self) -> RetentionDeps:
-        """As the handler wires them, with the pacing on the fake clock; fresh clients for each run."""
-        paced = Runtime(self.runtime.settings, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
-        return RetentionDeps(
-            ec2=paced.ec2, autoscaling=paced.autoscaling, notifier=paced.notifier, ledger=paced.ledger
-        )
+    batches: list[DeletionBatch] = field(default_factory=list)
 
     def __call__(
         self,
         now: datetime = NOW,
         *,
         dry_run: bool = False,
-        remaining_ms: Callable[[], int] = lambda: 900_000,
         regions: tuple[str, ...] | None = None,
     ) -> RetentionResult:
         settings = self.runtime.settings
-        return run_retention(
+        config = RetentionConfig.from_settings(settings)
+        # As the handlers wire them, with the pacing on the fake clock; fresh clients for each run.
+        paced = Runtime(settings, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
+        planned = run_retention(
             now,
             regions or settings.regions,
             self.runtime.catalog(),
-            RetentionConfig.from_settings(settings),
-            self.deps(),
+            config,
+            RetentionDeps(
+                ec2=paced.ec2,
+                autoscaling=paced.autoscaling,
+                deletions=paced.deletions,
+                notifier=paced.notifier,
+                ledger=paced.ledger,
+            ),
             dry_run=dry_run,
-            remaining_ms=remaining_ms,
-            continue_later=self._continue,
         )
+        deleter = DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
+        batches = [DeletionBatch.model_validate_json(r["body"]) for r in self.stack.deletion_messages()]
+        self.batches.extend(batches)
+        return with_deletions(planned, [delete_batch(batch, config, deleter) for batch in batches])
 
-    def _continue(self) -> None:
-        self.continuations += 1
+
+def with_deletions(planned: RetentionResult, deleted: list[RetentionResult]) -> RetentionResult:
+    """The run's result with the deleter's batches folded into each region's outcome."""
+    regions = []
+    for outcome in planned.regions:
+        merged = replace(outcome)
+        for done in (
+            region for result in deleted for region in result.regions if region.region == outcome.region
+        ):
+            for name in DONE_FIELDS:
+                setattr(merged, name, [*getattr(merged, name), *getattr(done, name)])
+            merged.error = merged.error or done.error
+        regions.append(merged)
+    return replace(planned, regions=tuple(regions))
+
+
+DONE_FIELDS = (
+    "deleted",
+    "failed_cleaned",
+    "snapshots_deleted",
+    "snapshots_shared",
+    "orphans_deleted",
+    "gone_already",
+    "errors",
+    "spared_held",
+)
 
 
 @pytest.fixture
-def run(runtime: Runtime) -> Runner:
-    return Runner(runtime)
+def run(runtime: Runtime, stack: MotoStack) -> Runner:
+    return Runner(runtime, stack)
 
 
 def summaries(stack: MotoStack) -> list[ReceivedNotification]:
@@ -595,7 +627,9 @@ def test_dry_run_reports_the_plan_the_real_run_then_executes_and_changes_nothing
     # Then exactly the previewed AMIs and snapshots are the ones deleted, without a message to anyone
     assert set(fleet.images()) == before[0] - set(would_delete)
     assert not set(would_sweep) & set(fleet.snapshots())
-    assert (real["regions"][0]["deleted"], real["regions"][0]["failed_cleaned"]) == (3, 1)
+    assert real["regions"][0]["queued"] == 4 + 2  # the run queued them; the deleter deleted them
+    [done] = stack.deletion_answers
+    assert (done["regions"][0]["deleted"], done["regions"][0]["failed_cleaned"]) == (3, 1)
     assert summaries(stack) == []
 
 
@@ -651,108 +685,103 @@ def test_months_of_daily_backups_leave_exactly_what_the_expression_keeps_and_no_
     assert fleet.unreferenced_managed_snapshots() == set()
 
 
-# --- the handler ------------------------------------------------------------------------------------------
-@dataclass
-class StepClock:
-    """A clock that moves one second each time it is read: every budget check costs a second."""
-
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-@pytest.fixture
-def continuation(stack: MotoStack) -> Iterator[list[dict[str, Any]]]:
-    """Asynchronous self-invocations the handler makes, answered 202 Accepted like Lambda would."""
-    received: list[dict[str, Any]] = []
-
-    def accept(params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        assert params["headers"]["X-Amz-Invocation-Type"] == "Event"
-        received.append(json.loads(params["body"]))
-        return 202, {"StatusCode": 202}
-
-    answer_instead(clients.lambda_(stack.region), "Invoke", accept)
-    yield received
-
-
-def test_handler_short_of_time_hands_the_same_tick_to_a_new_invocation_which_finishes(
-    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, continuation: list[dict[str, Any]]
+# --- the handlers ---------------------------------------------------------------------------------------
+def test_the_run_queues_its_deletions_in_batches_and_the_deleter_works_through_them(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given six expired backups and a budget that allows three deletions before the safety margin
+    # Given six expired backups, and batches of two deletions
+    monkeypatch.setattr(retention_module, "DELETIONS_PER_BATCH", 2)
     instances = [fleet.launch(RETAIN_THREE) for _ in range(3)]
     backups = {iid: [fleet.back_up(iid, day(n)) for n in range(5)] for iid in instances}
-    tick = {"scheduled_time": "2026-11-29T04:00:00Z", "execution_id": "tick-1", "dry_run": False}
-    short = retention_fn.context(budget_ms=60_000 + 4_500, clock=StepClock())
-    # When the handler runs
-    first = retention_fn.invoke(tick, short)
-    # Then it deleted three, stopped, and queued one asynchronous invocation with the same tick
-    assert first["continued"] is True
-    assert first["regions"][0]["deleted"] == 3 and first["regions"][0]["deferred"] == 3
-    assert continuation == [
-        {"scheduled_time": "2026-11-29T04:00:00+00:00", "execution_id": "tick-1", "dry_run": False}
-    ]
-    # And handing over is routine: nobody is mailed
-    assert summaries(stack) == []
-    # When that invocation runs with a full budget
-    second = retention_fn.invoke(continuation[0])
-    # Then it finishes the job without redoing anything
-    assert second["continued"] is False
-    assert second["regions"][0]["deleted"] == 3
+    # When the retention tick runs (and the deletion queue delivers its batches to the deleter)
+    answer = retention_fn.invoke({"scheduled_time": "2026-11-29T04:00:00Z", "dry_run": False})
+    # Then the run planned and queued six deletions, and three deleter invocations deleted them
+    assert (answer["regions"][0]["queued"], answer["regions"][0]["deleted"]) == (6, 0)
+    assert [done["regions"][0]["deleted"] for done in stack.deletion_answers] == [2, 2, 2]
+    assert stack.deletion_failures == []
     for iid in instances:
         assert fleet.image_ids_of(iid) == set(backups[iid][:3])
-    assert len(continuation) == 1
+    # And it is routine: nobody is mailed
+    assert summaries(stack) == []
 
 
-def test_handler_whose_hand_over_is_refused_says_the_run_is_incomplete(
-    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack
+def test_an_ami_held_after_the_plan_is_spared_by_the_deleter(
+    fleet: Fleet, run: Runner, stack: MotoStack
 ) -> None:
-    answer_instead(
-        clients.lambda_(stack.region),
-        "Invoke",
-        lambda params: (429, {"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}),
+    # Given two expired backups, planned and queued for deletion
+    web = fleet.launch(RETAIN_THREE)
+    backups = [fleet.back_up(web, day(n)) for n in range(5)]
+    settings = run.runtime.settings
+    paced = Runtime(settings)
+    deps = RetentionDeps(
+        ec2=paced.ec2,
+        autoscaling=paced.autoscaling,
+        deletions=paced.deletions,
+        notifier=paced.notifier,
+        ledger=paced.ledger,
     )
-    web = fleet.launch(RETAIN_THREE)
-    [fleet.back_up(web, day(n)) for n in range(6)]
-    result = retention_fn.invoke({}, retention_fn.context(budget_ms=60_000 + 2_500, clock=StepClock()))
-    assert result["continued"] is False
-    assert result["regions"][0]["deleted"] == 1
-    [summary] = summaries(stack)
-    assert summary.severity == "error"
-    assert "Incomplete: could not hand over to a new invocation" in summary.text
-    assert "TooManyRequestsException" in summary.text
+    config = RetentionConfig.from_settings(settings)
+    run_retention(NOW, settings.regions, run.runtime.catalog(), config, deps, dry_run=False)
+    # When someone holds one of them before the deleter gets to the batch
+    fleet.tag(backups[4], **{"Backup:Hold": "true"})
+    [batch] = [DeletionBatch.model_validate_json(r["body"]) for r in stack.deletion_messages()]
+    done = delete_batch(
+        batch, config, DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
+    )
+    # Then only the other is deleted; the held one is spared, and that is no error
+    [region] = done.regions
+    assert (region.deleted, region.spared_held, region.error_count) == ([backups[3]], [backups[4]], 0)
+    assert fleet.image_ids_of(web) == {*backups[:3], backups[4]}
 
 
-def test_handler_out_of_time_before_any_progress_does_not_hand_over_forever(
-    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, continuation: list[dict[str, Any]]
+def test_a_deleter_that_dies_mid_batch_is_delivered_again_and_deletes_each_once(
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    web = fleet.launch(RETAIN_THREE)
-    [fleet.back_up(web, day(n)) for n in range(5)]
-    result = retention_fn.invoke({}, retention_fn.context(budget_ms=30_000))
-    assert result["continued"] is False
-    assert continuation == []
-    [summary] = summaries(stack)
-    assert summary.severity == "error"
-    assert "ran out of time before deleting anything" in summary.text
+    # Given four expired backups with a data volume each, and a deleter that dies after its first deletion
+    instances = [fleet.launch(RETAIN_THREE, data_volumes=1) for _ in range(2)]
+    backups = {iid: [fleet.back_up(iid, day(n)) for n in range(5)] for iid in instances}
+    real_delete = retention_module._delete_image
+    deaths: list[str] = []
+
+    def delete_then_time_out(deletion: Any, gateway: Any, outcome: Any) -> None:
+        real_delete(deletion, gateway, outcome)
+        if not deaths:
+            deaths.append(deletion.resource_id)
+            raise TimeoutError("Task timed out after 120.00 seconds")
+
+    monkeypatch.setattr(retention_module, "_delete_image", delete_then_time_out)
+    # When the tick runs and the queue delivers the batch again after the crash
+    retention_fn.invoke({"scheduled_time": "2026-11-29T04:00:00Z", "dry_run": False})
+    # Then the second delivery finds the first AMI gone already and deletes the other three
+    assert [str(failure) for failure in stack.deletion_failures] == ["Task timed out after 120.00 seconds"]
+    [done] = stack.deletion_answers
+    assert (done["regions"][0]["deleted"], done["regions"][0]["errors"]) == (3, 0)
+    for iid in instances:
+        assert fleet.image_ids_of(iid) == set(backups[iid][:3])
+    assert fleet.unreferenced_managed_snapshots() == set()
+    assert summaries(stack) == []
 
 
-def test_handler_emits_the_retention_metrics(
+def test_handlers_emit_the_retention_metrics(
     fleet: Fleet, retention_fn: ResolvedFunction, capsys: pytest.CaptureFixture[str]
 ) -> None:
     web = fleet.launch(RETAIN_THREE, data_volumes=1)
     [fleet.back_up(web, day(n)) for n in range(4)]
     retention_fn.invoke({"scheduled_time": "2026-11-29T04:00:00Z"})
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    [metrics] = emf
-    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Amikeeper/amikeeper"
-    values = {
-        name: metrics[name] for name in ("AmisExamined", "AmisDeleted", "SnapshotsDeleted", "KeptInUse")
-    }
-    assert values == {
+    # The run's (what it examined) and then the deleter's (what it deleted)
+    [run_metrics, deleter_metrics] = emf
+    for metrics in emf:
+        assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Amikeeper/amikeeper"
+    assert {name: run_metrics[name] for name in ("AmisExamined", "KeptInUse", "RetentionErrors")} == {
         "AmisExamined": [4.0],
+        "KeptInUse": [0.0],
+        "RetentionErrors": [0.0],
+    }
+    names = ("AmisDeleted", "SnapshotsDeleted", "OrphanSnapshotsDeleted", "RetentionErrors")
+    assert {name: deleter_metrics[name] for name in names} == {
         "AmisDeleted": [1.0],
         "SnapshotsDeleted": [2.0],
-        "KeptInUse": [0.0],
+        "OrphanSnapshotsDeleted": [0.0],
+        "RetentionErrors": [0.0],
     }
-    assert metrics["RetentionErrors"] == [0.0] and metrics["OrphanSnapshotsDeleted"] == [0.0]

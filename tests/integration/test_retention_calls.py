@@ -66,7 +66,7 @@ def recording(operation: str) -> Iterator[list[dict[str, Any]]]:
 
 
 def test_each_expired_ami_is_one_deregister_call_that_deletes_its_snapshots(
-    fleet: Fleet, retention_fn: ResolvedFunction
+    fleet: Fleet, retention_fn: ResolvedFunction, stack: MotoStack, functions: dict[str, ResolvedFunction]
 ) -> None:
     # Given two instances with root and data volumes and four daily backups each, retention last=2
     web = fleet.launch({"Backup:Retain": "last=2"}, data_volumes=1)
@@ -77,13 +77,18 @@ def test_each_expired_ami_is_one_deregister_call_that_deletes_its_snapshots(
     kept_snapshots = fleet.snapshots_of(image for images in backups.values() for image in images[:2])
     assert len(expired) == 4 and len(expired_snapshots) == 2 * 2 + 2 * 3
     # When the retention function runs its scheduled tick (clients made inside the counted window)
+    # (the deleter, which the tick's deletion batch is delivered to, in a fresh container too)
     clients.reset()
+    functions["DeleterFunction"].recycle()
     with counting() as counter, recording("DeregisterImage") as deregistrations:
         answer = retention_fn.invoke(load_event(RETENTION_TICK), fresh=True)
     calls = counter.tally()
-    # Then it answers that four AMIs and their ten snapshots were deleted
-    assert answer["regions"][0]["deleted"] == 4
-    assert answer["regions"][0]["snapshots_deleted"] == 10
+    # Then the run queued four deletions, and the deleter answers that the four AMIs and their ten
+    # snapshots were deleted
+    assert answer["regions"][0]["queued"] == 4
+    [done] = stack.deletion_answers
+    assert done["regions"][0]["deleted"] == 4
+    assert done["regions"][0]["snapshots_deleted"] == 10
     # And it made exactly one DeregisterImage per expired AMI, each asking EC2 to delete the snapshots
     assert calls.of("ec2:DeregisterImage") == 4
     assert sorted(request["ImageId"] for request in deregistrations) == sorted(expired)

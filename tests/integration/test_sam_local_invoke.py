@@ -162,10 +162,9 @@ def ignored_ami(event_file: str) -> Expectation:
     )
 
 
-def retention_answer(*, dry_run: bool, deleted: int, snapshots_deleted: int) -> dict[str, Any]:
+def retention_answer(*, dry_run: bool, deleted: int, queued: int) -> dict[str, Any]:
     return {
         "dry_run": dry_run,
-        "continued": False,
         "regions": [
             {
                 "region": "eu-west-1",
@@ -173,7 +172,7 @@ def retention_answer(*, dry_run: bool, deleted: int, snapshots_deleted: int) -> 
                 "examined": 3,
                 "kept": 1,
                 "deleted": deleted,
-                "snapshots_deleted": snapshots_deleted,
+                "queued": queued,
                 "errors": 0,
             }
         ],
@@ -181,13 +180,16 @@ def retention_answer(*, dry_run: bool, deleted: int, snapshots_deleted: int) -> 
 
 
 EXPECTATIONS: dict[str, Expectation] = {
-    # A tick with no opted-in instance queues nothing.
+    # A tick hands one task per configured region to the region planner; with no opted-in instance
+    # nothing is queued for the worker.
     "planner-tick.json": Expectation(
-        answer={
-            "regions": [{"region": "eu-west-1", "due": 0, "enqueued": 0, "invalid": 0, "error": None}],
-            "continued": False,
-        },
+        answer={"scheduled_time": "2026-11-29T03:00:00+00:00", "regions": ["eu-west-1"]},
         then=nothing_made_or_queued,
+    ),
+    # A region without opted-in instances: nothing due, nothing queued, nobody notified.
+    "region-planner-task.json": Expectation(
+        answer={"region": "us-east-1", "due": 0, "enqueued": 0, "invalid": 0, "error": None},
+        then=nothing_made_queued_or_notified,
     ),
     # The sample work items name instances this account does not have: gone is not a failure.
     "worker-batch.json": Expectation(answer={"batchItemFailures": []}, then=nothing_made_queued_or_notified),
@@ -195,16 +197,26 @@ EXPECTATIONS: dict[str, Expectation] = {
         answer={"batchItemFailures": []}, then=nothing_made_queued_or_notified
     ),
     # Retention over a backup history: the dry run reports the two expired backups and deletes nothing,
-    # the tick deletes them (and their snapshots, one root volume each).
+    # the tick queues them for the deleter, which deletes them (and their snapshots).
     "retention-dry-run.json": Expectation(
         given=three_backups_one_to_keep,
-        answer=retention_answer(dry_run=True, deleted=2, snapshots_deleted=0),
+        answer=retention_answer(dry_run=True, deleted=2, queued=0),
         then=every_backup_is_still_there,
     ),
     "retention-tick.json": Expectation(
         given=three_backups_one_to_keep,
-        answer=retention_answer(dry_run=False, deleted=2, snapshots_deleted=2),
+        answer=retention_answer(dry_run=False, deleted=0, queued=2),
         then=the_expired_backups_are_gone,
+    ),
+    # A batch naming an AMI and a snapshot this account does not have: nothing to delete, no error.
+    "deleter-batch.json": Expectation(
+        answer={
+            "dry_run": False,
+            "regions": [
+                {"region": "us-east-1", "error": None, "deleted": 0, "orphan_snapshots": 0, "errors": 0}
+            ],
+        },
+        then=nothing_made_queued_or_notified,
     ),
     # EC2 events for instances and AMIs this account does not have are ignored, each with its reason.
     "instance-state-running.json": ignored_instance(

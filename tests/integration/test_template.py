@@ -56,6 +56,8 @@ CONTRACT_ENVIRONMENT = [
     "AMIKEEPER_COPY_TAGS",
     "AMIKEEPER_POLICIES_PARAMETER",
     "AMIKEEPER_WORK_QUEUE_URL",
+    "AMIKEEPER_PLANNER_TASK_QUEUE_URL",
+    "AMIKEEPER_DELETE_QUEUE_URL",
     "AMIKEEPER_DEAD_LETTER_QUEUE_URL",
     "AMIKEEPER_TOPIC_ARN",
     "AMIKEEPER_ORPHAN_GRACE_DAYS",
@@ -86,14 +88,15 @@ CONTRACT_PARAMETER_DEFAULTS: dict[str, Any] = {
 IDEMPOTENCY_CALLS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 # The contract's "EC2/AWS calls it makes", as IAM actions (SendMessageBatch is authorised as SendMessage).
 CONTRACT_CALLS: dict[str, list[str]] = {
-    "PlannerFunction": [
+    # The tick only hands one task per region to the planner task queue.
+    "PlannerFunction": ["sqs:SendMessage"],
+    "RegionPlannerFunction": [
         "ec2:DescribeInstances",
         "ec2:DescribeImages",
         "sqs:SendMessage",
         "sns:Publish",
         "ssm:GetParameter",
-        *IDEMPOTENCY_CALLS,  # events handled, notices sent
-        "lambda:InvokeFunction",  # its continuation
+        *IDEMPOTENCY_CALLS,  # notices sent
     ],
     "WorkerFunction": ["ec2:CreateImage", "ec2:CreateTags", "sns:Publish", *IDEMPOTENCY_CALLS],
     "RetentionFunction": [
@@ -104,14 +107,20 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeImageReferences",
         "autoscaling:DescribeLaunchConfigurations",
-        "ec2:DeregisterImage",
-        "ec2:DeleteSnapshot",
         # Beyond the contract's table: retention tags AMIs amikeeper:instance-gone-since.
         "ec2:CreateTags",
+        "sqs:SendMessage",  # deletion batches, for the deleter
         "ssm:GetParameter",
         "sns:Publish",
-        *IDEMPOTENCY_CALLS,  # events handled, notices sent
-        "lambda:InvokeFunction",
+        *IDEMPOTENCY_CALLS,  # notices sent
+    ],
+    # Retention's deletions, carried out at EC2's pace; each batch's AMIs are read again first.
+    "DeleterFunction": [
+        "ec2:DescribeImages",
+        "ec2:DeregisterImage",
+        "ec2:DeleteSnapshot",
+        "sns:Publish",
+        *IDEMPOTENCY_CALLS,  # notices sent
     ],
     "InstanceStateFunction": [
         "ec2:DescribeInstances",
@@ -132,7 +141,8 @@ CONTRACT_CALLS: dict[str, list[str]] = {
 }
 EC2_WRITES: dict[str, set[str]] = {
     "WorkerFunction": {"ec2:CreateImage", "ec2:CreateTags"},
-    "RetentionFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot", "ec2:CreateTags"},
+    "RetentionFunction": {"ec2:CreateTags"},
+    "DeleterFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot"},
 }
 DELETE_ACTIONS = ("ec2:DeregisterImage", "ec2:DeleteSnapshot")
 AWS_MANAGED_POLICIES_ALLOWED = {
@@ -144,6 +154,8 @@ AWS_MANAGED_POLICIES_ALLOWED = {
 DEPLOYED_VALUES = {
     "AMIKEEPER_POLICIES_PARAMETER": "/amikeeper/amikeeper/policies",
     "AMIKEEPER_WORK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-WorkQueue-7XkP2mQ9vL3a",
+    "AMIKEEPER_PLANNER_TASK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/planner-tasks.fifo",
+    "AMIKEEPER_DELETE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/deletions.fifo",
     "AMIKEEPER_DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-WorkDeadLetterQueue-7XkP2mQ9vL3a",
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:amikeeper-NotificationTopic-Q1w2E3r4T5y6",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "amikeeper-IdempotencyTable-1AB2CD3EF4GH",
@@ -330,11 +342,13 @@ def test_sam_build_produces_arm64_python313_artifacts(tmp_path: Path) -> None:
 # --- the functions -------------------------------------------------------------------------------
 
 
-def test_the_template_declares_the_six_functions_of_the_contract() -> None:
+def test_the_template_declares_the_six_functions_of_the_contract_and_the_two_queue_consumers() -> None:
     assert FUNCTIONS == [
         "PlannerFunction",
+        "RegionPlannerFunction",
         "WorkerFunction",
         "RetentionFunction",
+        "DeleterFunction",
         "InstanceStateFunction",
         "AmiStateFunction",
         "ReportFunction",
@@ -502,16 +516,16 @@ def test_ec2_write_actions_are_exactly_those_the_function_needs(
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
-def test_only_the_retention_function_may_deregister_images_or_delete_snapshots(
+def test_only_the_deleter_may_deregister_images_or_delete_snapshots(
     translated: dict[str, Any], function_id: str
 ) -> None:
     granted = [action for action in DELETE_ACTIONS if statements_granting(translated, function_id, action)]
-    assert granted == (list(DELETE_ACTIONS) if function_id == "RetentionFunction" else [])
+    assert granted == (list(DELETE_ACTIONS) if function_id == "DeleterFunction" else [])
 
 
-def test_retention_deletes_only_what_carries_this_stacks_managed_by_tag(translated: dict[str, Any]) -> None:
+def test_the_deleter_deletes_only_what_carries_this_stacks_managed_by_tag(translated: dict[str, Any]) -> None:
     for action in DELETE_ACTIONS:
-        for statement in statements_granting(translated, "RetentionFunction", action):
+        for statement in statements_granting(translated, "DeleterFunction", action):
             assert statement["Condition"] == {
                 "StringEquals": {"aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}}
             }
@@ -565,21 +579,24 @@ def test_policy_readers_may_read_exactly_the_policies_parameter(
     assert APP.evaluate(statement["Resource"], stack) == f"arn:aws:ssm:{REGION}:123456789012:parameter{name}"
 
 
-@pytest.mark.parametrize("function_id", ["PlannerFunction", "RetentionFunction"])
-def test_planner_and_retention_may_invoke_only_themselves(
-    translated: dict[str, Any], function_id: str
+def test_no_function_may_invoke_a_function(translated: dict[str, Any]) -> None:
+    # Long work rides on the stack's queues: nothing hands work to a new invocation of itself.
+    assert [fid for fid in FUNCTIONS if statements_granting(translated, fid, "lambda:InvokeFunction")] == []
+
+
+def test_the_planner_tick_may_only_queue_region_tasks_and_record_its_failures(
+    translated: dict[str, Any],
 ) -> None:
-    # They hand the rest of a run to a new invocation of themselves before their time runs out.
-    (statement,) = statements_granting(translated, function_id, "lambda:InvokeFunction")
-    function = resolve(function_id)
-    assert APP.evaluate(statement["Resource"], {"AWS::StackName": STACK}) == (
-        f"arn:aws:lambda:{REGION}:123456789012:function:{function.function_name}"
-    )
-
-
-def test_no_other_function_may_invoke_a_function(translated: dict[str, Any]) -> None:
-    others = [fid for fid in FUNCTIONS if statements_granting(translated, fid, "lambda:InvokeFunction")]
-    assert others == ["PlannerFunction", "RetentionFunction"]
+    statements = statements_granting(translated, "PlannerFunction", "sqs:SendMessage")
+    queues = sorted(str(statement["Resource"]) for statement in statements)
+    assert len(queues) == 2
+    assert "FailedInvocationsQueue" in queues[0] and "PlannerTaskQueue" in queues[1]
+    granted = {
+        action
+        for statement in role_statements(translated, "PlannerFunction")
+        for action in as_list(statement["Action"])
+    }
+    assert not [action for action in granted if action.startswith(("ec2:", "sns:", "ssm:", "dynamodb:"))]
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -595,7 +612,7 @@ def test_no_statement_grants_a_whole_service_and_unscoped_ones_only_describe(
     assert aws_managed_policies(translated, function_id) <= AWS_MANAGED_POLICIES_ALLOWED
 
 
-@pytest.mark.parametrize("function_id", FUNCTIONS)
+@pytest.mark.parametrize("function_id", [fid for fid in FUNCTIONS if "sns:Publish" in CONTRACT_CALLS[fid]])
 def test_every_publisher_may_use_the_topic_key_through_sns_only(
     translated: dict[str, Any], function_id: str
 ) -> None:
@@ -727,7 +744,7 @@ def test_harness_resolves_handler_code_and_layer_folders() -> None:
     assert planner.code_dir == ROOT / "functions" / "planner"
     assert planner.layer_dirs == (ROOT / "layers" / "shared",)
     assert (planner.layer_dirs[0] / "amikeeper" / "__init__.py").is_file()
-    assert (planner.memory_mb, planner.timeout_s) == (1024, 600)
+    assert (planner.memory_mb, planner.timeout_s) == (512, 60)
 
 
 def test_harness_resolves_parameters_from_their_defaults_like_sam_local() -> None:

@@ -24,7 +24,7 @@ from tests.fixtures.end_state import (
 )
 from tests.fixtures.event_source import EventSource
 from tests.fixtures.stack import MotoStack, create_stack, run_instances
-from tests.fixtures.throttling import AsyncInvokes, Throttle, VirtualTime, simulated_http
+from tests.fixtures.throttling import Throttle, VirtualTime, simulated_http
 from tests.sam_local import ResolvedFunction, SamApp
 
 FIRST_DAY = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
@@ -40,26 +40,26 @@ class Storm:
     clock: VirtualTime
     counter: CallCounter
     throttle: Throttle
-    invokes: AsyncInvokes
 
     def day(self, when: datetime) -> None:
         """The planner tick of the day, the worker drained, then the retention tick an hour later."""
-        planner = self.functions["PlannerFunction"].invoke(tick(when))
-        assert planner["continued"] is False
+        self.functions["PlannerFunction"].invoke(tick(when))
+        assert self.stack.task_failures == []
         EventSource(self.stack, self.functions["WorkerFunction"].invoke).drain()
         retention = self.functions["RetentionFunction"].invoke(
             tick(when + timedelta(hours=1)) | {"dry_run": False}
         )
-        assert retention["continued"] is False and self.invokes.take() == []
+        assert retention["regions"][0]["error"] is None
+        assert self.stack.task_failures == [] and self.stack.deletion_failures == []
 
 
 @pytest.fixture
 def storm(aws: Ec2Fidelity, sam_app: SamApp) -> Iterator[Storm]:
     stack = create_stack(overrides={"DefaultRetention": "daily=2"})
     stack.env_vars["POWERTOOLS_METRICS_DISABLED"] = "true"
-    throttle, invokes = Throttle(RATE, seed=7), AsyncInvokes()
-    with counting() as counter, simulated_http(throttle, invokes) as clock:
-        yield Storm(stack, stack.deploy(sam_app), clock, counter, throttle, invokes)
+    throttle = Throttle(RATE, seed=7)
+    with counting() as counter, simulated_http(throttle) as clock:
+        yield Storm(stack, stack.deploy(sam_app), clock, counter, throttle)
 
 
 def test_every_instance_is_backed_up_once_per_slot_and_retention_stays_exact(

@@ -20,6 +20,8 @@ VALID = {
     "AMIKEEPER_COPY_TAGS": "CostCenter, Team,,Team",
     "AMIKEEPER_POLICIES_PARAMETER": "/amikeeper/policies",
     "AMIKEEPER_WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/work",
+    "AMIKEEPER_PLANNER_TASK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/planner-tasks.fifo",
+    "AMIKEEPER_DELETE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/deletions.fifo",
     "AMIKEEPER_DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/work-dlq",
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:amikeeper",
     "AMIKEEPER_ORPHAN_GRACE_DAYS": "30",

@@ -11,8 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from amikeeper.ec2_events import AmiStateChange, InstanceStateChange, describe_validation_error
-from amikeeper.events import InvalidEventError, ScheduledTick, WorkRecord, parse_or_refuse
-from amikeeper.planner import PlannerTick
+from amikeeper.events import InvalidEventError, RegionTaskEvent, ScheduledTick, WorkRecord, parse_or_refuse
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = {"scheduled_time": "2026-11-29T10:00:00Z", "execution_id": "manual"}
@@ -51,23 +50,29 @@ def test_every_key_the_scheduler_sends_and_an_empty_manual_event_still_parse() -
     assert ScheduledTick.model_validate({}) == ScheduledTick()
 
 
-def test_the_planner_tick_keeps_its_continuation_and_lists_it_among_its_keys() -> None:
-    continuation = {"regions": ["eu-west-1"], "resume": None, "finished": [], "hand_offs": 2}
-    tick = PlannerTick.model_validate(TICK | {"continuation": continuation})
-    assert tick.continuation is not None and tick.continuation.hand_offs == 2
-    # the event the planner hands on to itself is one it accepts
-    assert tick.scheduled_time is not None
-    assert PlannerTick.model_validate(tick.continued(tick.scheduled_time, tick.continuation)) == tick
-    assert reason(PlannerTick, TICK | {"contination": continuation}) == (
-        "unknown key 'contination' (allowed: scheduled_time, execution_id, dry_run, continuation)"
+def test_a_region_task_is_one_record_whose_body_names_its_region_and_tick() -> None:
+    event = event_file("region-planner-task.json")
+    [record] = RegionTaskEvent.model_validate(event).Records
+    assert (record.body.region, record.body.scheduled_time.isoformat()) == (
+        "us-east-1",
+        "2026-11-29T03:00:00+00:00",
+    )
+    # The queue's event source mapping delivers one task per invocation (BatchSize 1).
+    assert reason(RegionTaskEvent, {"Records": event["Records"] * 2}).startswith(
+        "Records: List should have at most 1"
     )
 
 
 def test_a_nested_unknown_key_names_its_path_and_the_keys_allowed_there() -> None:
-    event = TICK | {"continuation": {"regions": ["eu-west-1"], "finished": [{"region": "x", "sen": 1}]}}
-    assert reason(PlannerTick, event) == (
-        "unknown key 'continuation.finished.0.sen' (allowed: region, seen, opted_in, due, enqueued, "
-        "not_due, invalid, error, dropped_tags)"
+    event = event_file("region-planner-task.json")
+    [record] = event["Records"]
+    body = json.loads(record["body"]) | {"regoin": "eu-west-1"}
+    assert reason(RegionTaskEvent, {"Records": [record | {"body": json.dumps(body)}]}) == (
+        "unknown key 'Records.0.body.regoin' (allowed: version, region, scheduled_time, execution_id)"
+    )
+    wall_time = json.loads(record["body"]) | {"scheduled_time": "2026-11-29T03:00:00"}
+    assert reason(RegionTaskEvent, {"Records": [record | {"body": json.dumps(wall_time)}]}).startswith(
+        "Records.0.body.scheduled_time: Input should have timezone info"
     )
 
 

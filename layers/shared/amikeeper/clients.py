@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -61,12 +60,7 @@ def dynamodb(region: str) -> DynamoDBClient:
     return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
 
 
-@cache
-def lambda_(region: str) -> LambdaClient:
-    return boto3.client("lambda", region_name=region, config=CLIENT_CONFIG)
-
-
 def reset() -> None:
     """Forget cached clients (tests start a fresh moto backend per test)."""
-    for factory in (ec2, autoscaling, sqs, sns, ssm, dynamodb, lambda_):
+    for factory in (ec2, autoscaling, sqs, sns, ssm, dynamodb):
         factory.cache_clear()

@@ -41,6 +41,8 @@ class Settings:
     copy_tags: tuple[str, ...]
     policies_parameter: str
     work_queue_url: str
+    planner_task_queue_url: str
+    delete_queue_url: str
     dead_letter_queue_url: str
     topic_arn: str
     orphan_grace_days: int
@@ -76,6 +78,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         copy_tags=reader.listing("COPY_TAGS"),
         policies_parameter=reader.required("POLICIES_PARAMETER"),
         work_queue_url=reader.required("WORK_QUEUE_URL"),
+        planner_task_queue_url=reader.required("PLANNER_TASK_QUEUE_URL"),
+        delete_queue_url=reader.required("DELETE_QUEUE_URL"),
         dead_letter_queue_url=reader.required("DEAD_LETTER_QUEUE_URL"),
         topic_arn=reader.required("TOPIC_ARN"),
         orphan_grace_days=reader.integer("ORPHAN_GRACE_DAYS", minimum=0, maximum=3650),

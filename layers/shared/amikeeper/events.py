@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Json, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Json, ValidationError
 
 from amikeeper.ec2_events import describe_validation_error
-from amikeeper.model import WorkItem
+from amikeeper.model import DeletionBatch, RegionTask, WorkItem
 
 
 class ScheduledTick(BaseModel):
@@ -42,6 +42,38 @@ class WorkRecord(SqsRecordModel):
     model_config = ConfigDict(extra="forbid")
 
     body: Json[WorkItem]
+
+
+class RegionTaskRecord(SqsRecordModel):
+    """One SQS record of the planner's task queue (FIFO: one message group per region)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: Json[RegionTask]
+
+
+class RegionTaskEvent(BaseModel):
+    """What the task queue's event source mapping delivers: one task at a time (BatchSize 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Records: list[RegionTaskRecord] = Field(min_length=1, max_length=1)
+
+
+class DeletionBatchRecord(SqsRecordModel):
+    """One SQS record of the deletion queue (FIFO: one message group per region)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: Json[DeletionBatch]
+
+
+class DeletionBatchEvent(BaseModel):
+    """What the deletion queue's event source mapping delivers: one batch at a time (BatchSize 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Records: list[DeletionBatchRecord] = Field(min_length=1, max_length=1)
 
 
 class InvalidEventError(ValueError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from amikeeper.naming import TRIGGERS, InvalidSlotError, Trigger, parse_slot
 
@@ -192,3 +192,59 @@ class WorkItem(BaseModel):
 
     def to_message(self) -> str:
         return self.model_dump_json()
+
+
+class RegionTask(BaseModel):
+    """One region of one scheduler tick, as the tick hands it to the region planner through SQS.
+
+    The tick time travels with it, so a task planned late (a backlog, a retry) decides "due" for the
+    tick it belongs to, and the same tick is planned the same way however often it is delivered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    region: str = Field(min_length=1)
+    scheduled_time: AwareDatetime
+    execution_id: str = ""
+
+    def to_message(self) -> str:
+        return self.model_dump_json()
+
+    @property
+    def deduplication_id(self) -> str:
+        """The same region of the same tick is one task, however often the tick is delivered or retried."""
+        return f"{self.region}#{self.scheduled_time.isoformat()}"
+
+
+class Deletion(BaseModel):
+    """One thing retention decided to delete: an AMI (with the snapshots it owns that are this stack's)
+    or an orphan snapshot. It travels in a :class:`DeletionBatch` from the retention run to the deleter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["image", "snapshot"]
+    resource_id: str = Field(pattern=r"^(ami|snap)-[0-9a-f]{8,17}$")
+    # Why: an expired or failed AMI, or an orphan snapshot.
+    reason: Literal["expired", "failed", "orphan"]
+    snapshot_ids: tuple[str, ...] = ()
+
+
+class DeletionBatch(BaseModel):
+    """Deletions of one region, planned by one retention run, for the deleter to carry out at EC2's pace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    region: str = Field(min_length=1)
+    scheduled_time: AwareDatetime
+    sequence: int = Field(ge=0)
+    deletions: tuple[Deletion, ...] = Field(min_length=1)
+
+    def to_message(self) -> str:
+        return self.model_dump_json()
+
+    @property
+    def deduplication_id(self) -> str:
+        """A batch the run sends twice (a retried run plans the same batches) is deleted once."""
+        return f"{self.region}#{self.scheduled_time.isoformat()}#{self.sequence}"

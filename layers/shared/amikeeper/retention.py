@@ -1,11 +1,17 @@
-"""The retention run (SPEC §4, §6): one pass per region, planned in full before anything is deleted.
+"""Retention (SPEC §4, §6) in two steps: a run plans each region in one read and queues its deletions; the
+deleter carries them out at EC2's delete pace.
 
-A pass reads the region once (this stack's AMIs, every instance, this stack's snapshots, what uses
-the AMIs it would delete), turns that into a plan with the pure amikeeper.retention_plan, and only
-then executes the plan. A dry run stops after planning, so it reports exactly what a real run would do.
+A run (the scheduled RetentionFunction) reads a region once (this stack's AMIs, every instance, this
+stack's snapshots, what uses the AMIs it would delete), turns that into a plan with the pure
+amikeeper.retention_plan, tags the AMIs of instances it first finds gone, and puts the plan's deletions
+on the FIFO deletion queue in batches of :data:`DELETIONS_PER_BATCH` (message group = region). A dry run
+stops after planning, so it reports exactly what a real run would do.
 
-A run that gets short of time stops deleting and hands the same tick to a fresh invocation, which
-plans again from what is left: nothing is done twice and nothing is skipped.
+The deleter (DeleterFunction, the queue's consumer, one batch per invocation) re-reads the batch's AMIs
+first: one held or gone since the plan is spared, as is one no longer this stack's. Then it deregisters
+each AMI with the snapshots it owned and deletes orphan snapshots, paced by the region's token bucket.
+A region's batches are handled one at a time (the message group), so a region's deletions never exceed
+one deleter's pace, however many there are; nothing has to hand work to a new invocation of itself.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from amikeeper.backups import is_held
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.ec2 import (
     IMAGE_NOT_FOUND,
@@ -27,7 +34,8 @@ from amikeeper.gateways.ec2 import (
     SnapshotDeletion,
 )
 from amikeeper.gateways.sns import Notifier
-from amikeeper.model import GONE_SINCE, Instance, Snapshot
+from amikeeper.gateways.sqs import FifoQueue
+from amikeeper.model import GONE_SINCE, Deletion, DeletionBatch, Instance
 from amikeeper.naming import format_slot
 from amikeeper.notifications import NoticeLedger
 from amikeeper.policies import PolicyCatalog
@@ -35,7 +43,6 @@ from amikeeper.retention_plan import (
     RegionFacts,
     RetentionConfig,
     RetentionPlan,
-    Verdict,
     orphan_suspects,
     plan_region,
 )
@@ -158,74 +165,119 @@ def read_and_plan(
     return Reading(facts, plan_region(region, facts, catalog, config, now), in_use.method)
 
 
-# --- executing a plan -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Budget:
-    remaining_ms: Callable[[], int]
-    margin_ms: int
-
-    def exhausted(self) -> bool:
-        return self.remaining_ms() < self.margin_ms
+# --- the plan's deletions -----------------------------------------------------------------------------
+# At EC2's delete pace (5 a second) a batch takes about 10 s: well inside the deleter's timeout.
+DELETIONS_PER_BATCH = 50
 
 
-def execute_plan(
-    plan: RetentionPlan, facts: RegionFacts, gateway: Ec2Gateway, budget: Budget, outcome: RegionOutcome
-) -> None:
-    """Carry out a plan: gone-since tags, then failed AMIs, expired AMIs, orphan snapshots.
+def deletions_of(plan: RetentionPlan, facts: RegionFacts) -> list[Deletion]:
+    """Pure: what a plan deletes, in order (failed AMIs, expired AMIs, orphan snapshots). Each AMI carries
+    the snapshots it owns that are this stack's: the only ones the deleter may delete with it."""
+    managed = frozenset(snapshot.snapshot_id for snapshot in facts.snapshots)
+    deletions = [
+        Deletion(
+            kind="image",
+            resource_id=verdict.image_id,
+            reason="failed" if verdict.outcome == "failed" else "expired",
+            snapshot_ids=tuple(s for s in verdict.snapshot_ids if s in managed),
+        )
+        for verdict in [*plan.with_outcome("failed"), *plan.with_outcome("expired")]
+    ]
+    deletions.extend(
+        Deletion(kind="snapshot", resource_id=snapshot.snapshot_id, reason="orphan")
+        for snapshot in plan.orphans
+    )
+    return deletions
 
-    One failure is recorded and the rest proceed; when the budget runs short, what is left is listed
-    as deferred and the run is marked out of time.
-    """
-    managed_snapshots = frozenset(snapshot.snapshot_id for snapshot in facts.snapshots)
+
+def deletion_batches(region: str, now: datetime, deletions: Sequence[Deletion]) -> list[DeletionBatch]:
+    return [
+        DeletionBatch(
+            region=region,
+            scheduled_time=now,
+            sequence=index,
+            deletions=tuple(deletions[start : start + DELETIONS_PER_BATCH]),
+        )
+        for index, start in enumerate(range(0, len(deletions), DELETIONS_PER_BATCH))
+    ]
+
+
+def tag_gone_instances(plan: RetentionPlan, gateway: Ec2Gateway, outcome: RegionOutcome) -> None:
+    """Record on its AMIs when an instance was first found gone (the start of its OrphanGraceDays)."""
     for tag in plan.gone_since_tags:
         try:
             gateway.tag_image(tag.image_id, GONE_SINCE, format_slot(tag.since))
             outcome.tagged_gone.append(tag.image_id)
         except (ClientError, BotoCoreError) as error:
             outcome.errors.append(ItemError(tag.image_id, "CreateTags", str(error)))
-    work: list[Verdict | Snapshot] = [*plan.with_outcome("failed"), *plan.with_outcome("expired")]
-    work.extend(plan.orphans)
-    for index, item in enumerate(work):
-        if budget.exhausted():
-            outcome.out_of_time = True
-            outcome.deferred.extend(_work_id(rest) for rest in work[index:])
-            return
-        if isinstance(item, Verdict):
-            _delete_image(item, gateway, managed_snapshots, outcome)
-        else:
-            _delete_orphan(item, gateway, outcome)
 
 
-def _work_id(item: Verdict | Snapshot) -> str:
-    return item.image_id if isinstance(item, Verdict) else item.snapshot_id
+# --- the deleter ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeleterDeps:
+    """Per region the EC2 gateway (it paces deletions); the topic and the notice ledger."""
+
+    ec2: Callable[[str], Ec2Gateway]
+    notifier: Notifier
+    ledger: NoticeLedger
 
 
-def _delete_image(
-    verdict: Verdict, gateway: Ec2Gateway, managed_snapshots: frozenset[str], outcome: RegionOutcome
-) -> None:
+def delete_batch(batch: DeletionBatch, config: RetentionConfig, deps: DeleterDeps) -> RetentionResult:
+    """Carry out one batch; one failure is recorded and the rest proceed. Failures are mailed once a day
+    while the same thing keeps failing (the run's plan is the routine part, and the daily report)."""
+    outcome = RegionOutcome(batch.region)
     try:
-        result = gateway.deregister(verdict.image_id, verdict.snapshot_ids, managed_snapshots)
+        gateway = deps.ec2(batch.region)
+        current = {
+            image.image_id: image
+            for image in gateway.managed_images_among(
+                config.stack_name, [d.resource_id for d in batch.deletions if d.kind == "image"]
+            )
+        }
+    except (ClientError, BotoCoreError) as error:
+        outcome.error = f"{type(error).__name__}: {error}"
+    else:
+        for deletion in batch.deletions:
+            if deletion.kind == "snapshot":
+                _delete_orphan(deletion.resource_id, gateway, outcome)
+            elif (image := current.get(deletion.resource_id)) is None:
+                # Deregistered meanwhile (by hand, or by an earlier delivery of this batch); its snapshots,
+                # if any are left, are swept as orphans.
+                outcome.gone_already.append(deletion.resource_id)
+            elif is_held(image.tags):
+                outcome.spared_held.append(deletion.resource_id)
+            else:
+                _delete_image(deletion, gateway, outcome)
+    result = RetentionResult(batch.scheduled_time, False, (outcome,))
+    problems = result.problems()
+    if problems and deps.ledger.first_time(problems, batch.scheduled_time, PROBLEM_MEMORY):
+        deps.notifier.publish(retention_summary(result))
+    return result
+
+
+def _delete_image(deletion: Deletion, gateway: Ec2Gateway, outcome: RegionOutcome) -> None:
+    image_id = deletion.resource_id
+    try:
+        result = gateway.deregister(image_id, deletion.snapshot_ids, frozenset(deletion.snapshot_ids))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in IMAGE_NOT_FOUND:
-            # Deregistered meanwhile (by hand, or by an earlier run whose answer was lost); its
-            # snapshots, if any are left, are swept as orphans.
-            outcome.gone_already.append(verdict.image_id)
+            outcome.gone_already.append(image_id)
             return
-        outcome.errors.append(ItemError(verdict.image_id, "DeregisterImage", str(error)))
+        outcome.errors.append(ItemError(image_id, "DeregisterImage", str(error)))
         return
     except BotoCoreError as error:
-        outcome.errors.append(ItemError(verdict.image_id, "DeregisterImage", str(error)))
+        outcome.errors.append(ItemError(image_id, "DeregisterImage", str(error)))
         return
-    (outcome.failed_cleaned if verdict.outcome == "failed" else outcome.deleted).append(verdict.image_id)
+    (outcome.failed_cleaned if deletion.reason == "failed" else outcome.deleted).append(image_id)
     for snapshot in result.snapshots:
         _record_snapshot(snapshot, outcome.snapshots_deleted, outcome)
 
 
-def _delete_orphan(snapshot: Snapshot, gateway: Ec2Gateway, outcome: RegionOutcome) -> None:
+def _delete_orphan(snapshot_id: str, gateway: Ec2Gateway, outcome: RegionOutcome) -> None:
     try:
-        result = gateway.delete_snapshot(snapshot.snapshot_id)
+        result = gateway.delete_snapshot(snapshot_id)
     except (ClientError, BotoCoreError) as error:
-        outcome.errors.append(ItemError(snapshot.snapshot_id, "DeleteSnapshot", str(error)))
+        outcome.errors.append(ItemError(snapshot_id, "DeleteSnapshot", str(error)))
         return
     _record_snapshot(result, outcome.orphans_deleted, outcome)
 
@@ -242,10 +294,11 @@ def _record_snapshot(result: SnapshotDeletion, deleted: list[str], outcome: Regi
 # --- the run ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RetentionDeps:
-    """Per region the EC2 gateway (it paces deletions) and Auto Scaling; the topic and the notice ledger."""
+    """Per region EC2 and Auto Scaling; the deletion queue, the topic and the notice ledger."""
 
     ec2: Callable[[str], Ec2Gateway]
     autoscaling: Callable[[str], AutoScalingGateway]
+    deletions: FifoQueue
     notifier: Notifier
     ledger: NoticeLedger
 
@@ -258,36 +311,11 @@ def run_retention(
     deps: RetentionDeps,
     *,
     dry_run: bool,
-    remaining_ms: Callable[[], int],
-    continue_later: Callable[[], None],
 ) -> RetentionResult:
-    """One retention run over every region; a failing region is reported and never stops the others.
-
-    When time runs short, the run stops deleting and calls ``continue_later`` (the handler re-invokes
-    itself with the same tick), but only if it got something done: a run that cannot make progress
-    must not hand itself over forever.
-    """
-    budget = Budget(remaining_ms, config.safety_margin_ms)
-    outcomes: list[RegionOutcome] = []
-    for region in regions:
-        if budget.exhausted():
-            outcomes.append(RegionOutcome(region, out_of_time=True, deferred=["the whole region"]))
-            continue
-        outcomes.append(_run_region(region, catalog, config, deps, now, dry_run=dry_run, budget=budget))
-    continued, continuation_error = False, None
-    if any(outcome.out_of_time for outcome in outcomes):
-        if any(outcome.progressed for outcome in outcomes):
-            try:
-                continue_later()
-                continued = True
-            except (ClientError, BotoCoreError, RuntimeError) as error:
-                continuation_error = f"could not hand over to a new invocation: {error}"
-        elif dry_run:
-            continuation_error = "ran out of time; the regions listed as deferred were not previewed"
-        else:
-            continuation_error = "ran out of time before deleting anything; the next scheduled run goes on"
-    result = RetentionResult(now, dry_run, tuple(outcomes), continued, continuation_error)
-    # Deleting what expired is routine and the daily report is what people read: a real run speaks only
+    """One retention run over every region; a failing region is reported and never stops the others."""
+    outcomes = [_run_region(region, catalog, config, deps, now, dry_run=dry_run) for region in regions]
+    result = RetentionResult(now, dry_run, tuple(outcomes))
+    # Queueing what expired is routine and the daily report is what people read: a real run speaks only
     # when something failed, once a day while the same thing keeps failing. A dry run was asked for.
     problems = result.problems()
     if dry_run or (problems and deps.ledger.first_time(problems, now, PROBLEM_MEMORY)):
@@ -303,7 +331,6 @@ def _run_region(
     now: datetime,
     *,
     dry_run: bool,
-    budget: Budget,
 ) -> RegionOutcome:
     try:
         gateways = RegionGateways(deps.ec2(region), deps.autoscaling(region))
@@ -311,6 +338,19 @@ def _run_region(
     except (ClientError, BotoCoreError) as error:
         return RegionOutcome(region, error=f"{type(error).__name__}: {error}")
     outcome = RegionOutcome(region, plan=reading.plan, reference_check=reading.reference_check)
-    if not dry_run:
-        execute_plan(reading.plan, reading.facts, gateways.ec2, budget, outcome)
+    if dry_run:
+        return outcome
+    tag_gone_instances(reading.plan, gateways.ec2, outcome)
+    deletions = deletions_of(reading.plan, reading.facts)
+    try:
+        refused = deps.deletions.send(deletion_batches(region, now, deletions))
+    except (ClientError, BotoCoreError) as error:
+        # Nothing is lost: the next run plans the same deletions again.
+        outcome.errors.append(ItemError(region, "SendMessageBatch", f"{type(error).__name__}: {error}"))
+        return outcome
+    if refused:
+        outcome.errors.append(
+            ItemError(region, "SendMessageBatch", f"{len(refused)} deletion batch(es) refused by SQS")
+        )
+    outcome.queued = len(deletions) - sum(len(batch.deletions) for batch in refused)
     return outcome

@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 # A snapshot is swept as an orphan only once it is this old: one whose AMI is still being registered
 # is never mistaken for debris, and someone who deregistered an AMI by hand has a day to reuse it.
 ORPHAN_SNAPSHOT_GRACE = timedelta(days=1)
-# Below this much remaining time no new deletion starts: one DeregisterImage with adaptive retries can
-# take tens of seconds, and the summary still has to go out.
-SAFETY_MARGIN_MS = 60_000
 
 Outcome = Literal["kept", "held", "kept-in-use", "pending", "skipped", "expired", "failed"]
 DELETING: frozenset[Outcome] = frozenset({"expired", "failed"})
@@ -52,7 +49,6 @@ class RetentionConfig:
     tag_keys: TagKeys
     terminated_grace: timedelta
     orphan_snapshot_grace: timedelta = ORPHAN_SNAPSHOT_GRACE
-    safety_margin_ms: int = SAFETY_MARGIN_MS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionConfig:

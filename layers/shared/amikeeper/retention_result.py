@@ -1,4 +1,5 @@
-"""What a retention run did, region by region: the counts, ids and errors its summary and metrics report."""
+"""What a retention run or a deleter batch did, region by region: the counts, ids and errors its summary
+and metrics report. A run plans and queues (``queued``); the deleter deletes (``deleted`` and the rest)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,10 @@ class RegionOutcome:
     tagged_gone: list[str] = field(default_factory=list)
     gone_already: list[str] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    out_of_time: bool = False
-
-    @property
-    def progressed(self) -> bool:
-        return bool(self.deleted or self.failed_cleaned or self.orphans_deleted or self.snapshots_deleted)
+    # Deletions handed to the deleter (AMIs and orphan snapshots), and those spared because they were held
+    # between the plan and the deletion.
+    queued: int = 0
+    spared_held: list[str] = field(default_factory=list)
 
     @property
     def error_count(self) -> int:
@@ -54,23 +53,15 @@ class RetentionResult:
     time: datetime
     dry_run: bool
     regions: tuple[RegionOutcome, ...]
-    continued: bool = False
-    continuation_error: str | None = None
-
-    @property
-    def out_of_time(self) -> bool:
-        return any(region.out_of_time for region in self.regions)
 
     @property
     def error_count(self) -> int:
-        return sum(region.error_count for region in self.regions) + (1 if self.continuation_error else 0)
+        return sum(region.error_count for region in self.regions)
 
     def problems(self) -> str:
         """A key naming what went wrong (regions, error codes), equal while the same things fail; "" if none."""
         parts = [f"{r.region}:region:{error_kind(r.error)}" for r in self.regions if r.error]
         parts += [f"{r.region}:{e.action}:{error_kind(e.message)}" for r in self.regions for e in r.errors]
-        if self.continuation_error:
-            parts.append(f"incomplete:{self.continuation_error}")
         return condition_key("retention.summary", parts) if parts else ""
 
     @property
@@ -79,20 +70,29 @@ class RetentionResult:
         return sum(len(region.plan.deletions) for region in self.regions if region.plan)
 
     def metrics(self) -> dict[str, int]:
-        """The retention metrics of the contract, for this invocation."""
+        """The retention metrics of the contract: a run's plan and a deleter's work, as far as each did it."""
+        return self.plan_metrics() | self.deletion_metrics()
+
+    def plan_metrics(self) -> dict[str, int]:
+        """What a run emits: what it examined and kept in use, and its errors (reading, tagging, queueing)."""
         return {
             "AmisExamined": sum(len(r.plan.verdicts) for r in self.regions if r.plan),
-            "AmisDeleted": sum(len(r.deleted) + len(r.failed_cleaned) for r in self.regions),
-            "SnapshotsDeleted": sum(len(r.snapshots_deleted) for r in self.regions),
             "KeptInUse": sum(r.count("kept-in-use") for r in self.regions),
             "RetentionErrors": self.error_count,
+        }
+
+    def deletion_metrics(self) -> dict[str, int]:
+        """What a deleter batch emits: what it deleted, and its errors."""
+        return {
+            "AmisDeleted": sum(len(r.deleted) + len(r.failed_cleaned) for r in self.regions),
+            "SnapshotsDeleted": sum(len(r.snapshots_deleted) for r in self.regions),
             "OrphanSnapshotsDeleted": sum(len(r.orphans_deleted) for r in self.regions),
+            "RetentionErrors": self.error_count,
         }
 
     def response(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
-            "continued": self.continued,
             "regions": [region_counts(region, self.dry_run) for region in self.regions],
         }
 
@@ -115,5 +115,5 @@ def region_counts(region: RegionOutcome, dry_run: bool) -> dict[str, Any]:
         "snapshots_deleted": len(region.snapshots_deleted),
         "orphan_snapshots": len(plan.orphans) if dry_run and plan else len(region.orphans_deleted),
         "errors": region.error_count,
-        "deferred": len(region.deferred),
+        "queued": region.queued,
     }

@@ -100,7 +100,7 @@ def _region_payload(region: RegionOutcome, dry_run: bool, cap: int) -> dict[str,
         "orphan_snapshots_deleted": _capped(region.orphans_deleted, cap),
         "instance_gone_tagged": _capped(region.tagged_gone, cap),
         "already_gone": _capped(region.gone_already, cap),
-        "deferred": _capped(region.deferred, cap),
+        "spared_held": _capped(region.spared_held, cap),
         "errors": _capped([str(error) for error in region.errors], cap),
     }
     return payload
@@ -121,10 +121,9 @@ def _summary_text(result: RetentionResult) -> str:
             f"{metrics['OrphanSnapshotsDeleted']} orphan snapshot(s) swept, "
             f"{metrics['KeptInUse']} expired AMI(s) kept because they are in use.",
         ]
-    if result.continued:
-        lines.append("Time ran short: the rest continues in a new invocation with the same tick.")
-    if result.continuation_error:
-        lines.append(f"Incomplete: {result.continuation_error}.")
+    queued = sum(region.queued for region in result.regions)
+    if queued:
+        lines.append(f"{queued} deletion(s) queued for the deleter, which works at EC2's delete pace.")
     details: list[str] = []
     for region in result.regions:
         if region.error:
@@ -169,9 +168,7 @@ def retention_summary(result: RetentionResult) -> Notification:
             payload={
                 "time": format_slot(result.time),
                 "dry_run": result.dry_run,
-                "complete": not result.out_of_time,
-                "continued": result.continued,
-                "continuation_error": result.continuation_error,
+                "queued": sum(region.queued for region in result.regions),
                 "metrics": metrics,
                 "regions": [
                     {"region": region.region, **_region_payload(region, result.dry_run, cap)}
@@ -195,7 +192,7 @@ def _longest_listing(region: RegionOutcome) -> int:
         len(region.orphans_deleted),
         len(region.tagged_gone),
         len(region.gone_already),
-        len(region.deferred),
+        len(region.spared_held),
         len(region.errors),
     ]
     return max([0, *planned, *done])

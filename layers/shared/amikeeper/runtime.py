@@ -18,9 +18,8 @@ from amikeeper import clients
 from amikeeper.config import Settings
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.ec2 import Ec2Gateway
-from amikeeper.gateways.lambda_ import SelfInvoker
 from amikeeper.gateways.sns import Notifier
-from amikeeper.gateways.sqs import DeadLetterQueue, WorkQueue
+from amikeeper.gateways.sqs import DeadLetterQueue, FifoQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
 from amikeeper.model import Stack
 from amikeeper.pacing import TokenBucket
@@ -60,6 +59,14 @@ class Runtime:
         return WorkQueue(clients.sqs(self.settings.home_region), self.settings.work_queue_url)
 
     @cached_property
+    def planner_tasks(self) -> FifoQueue:
+        return FifoQueue(clients.sqs(self.settings.home_region), self.settings.planner_task_queue_url)
+
+    @cached_property
+    def deletions(self) -> FifoQueue:
+        return FifoQueue(clients.sqs(self.settings.home_region), self.settings.delete_queue_url)
+
+    @cached_property
     def dead_letters(self) -> DeadLetterQueue:
         return DeadLetterQueue(clients.sqs(self.settings.home_region), self.settings.dead_letter_queue_url)
 
@@ -89,9 +96,6 @@ class Runtime:
         return build_catalog(
             settings.default_schedule, settings.default_retention, settings.time_zone, document
         )
-
-    def self_invoker(self, function_arn: str) -> SelfInvoker:
-        return SelfInvoker(clients.lambda_(self.settings.home_region), function_arn)
 
     def idempotency(self, logger: Logger | logging.Logger) -> Idempotency:
         # Imported here: only the event handlers use it, and it is the heaviest import of the layer.

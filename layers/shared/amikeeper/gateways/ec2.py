@@ -271,6 +271,15 @@ class Ec2Gateway:
             )
         return frozenset(found)
 
+    def managed_images_among(self, stack_name: str, image_ids: Collection[str]) -> list[Image]:
+        """Which of these AMIs still exist as this stack's, with their tags as they are now (filters, not
+        ImageIds, so that a deregistered id is absent rather than failing the call)."""
+        managed: FilterTypeDef = {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]}
+        found: list[Image] = []
+        for chunk in _chunks(sorted(image_ids), IMAGE_ID_FILTER_CHUNK):
+            found.extend(self._describe_images([managed, {"Name": "image-id", "Values": chunk}]))
+        return found
+
     def _describe_images(self, filters: list[FilterTypeDef]) -> Iterator[Image]:
         paginator = self._client.get_paginator("describe_images")
         for page in paginator.paginate(

@@ -1,11 +1,12 @@
-"""Hands work items to the worker queue with SendMessageBatch (10 a call), and messages that can never
-become a work item to the dead-letter queue."""
+"""Hands work items to the worker queue with SendMessageBatch (10 a call), region tasks and deletion
+batches to the stack's FIFO queues, and messages that can never become a work item to the dead-letter
+queue."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from amikeeper.model import WorkItem
 
@@ -55,6 +56,56 @@ class WorkQueue:
                 return len(items)
             reason = failed[0].get("Message", failed[0]["Code"])
         raise EnqueueError([item.instance_id for item in pending.values()], reason)
+
+
+class FifoMessage(Protocol):
+    """A message for one of the stack's FIFO queues: grouped by region, de-duplicated by its own id."""
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def deduplication_id(self) -> str: ...
+
+    def to_message(self) -> str: ...
+
+
+MessageT = TypeVar("MessageT", bound=FifoMessage)
+
+
+class FifoQueue:
+    """One of the stack's FIFO queues (the planner's region tasks, retention's deletion batches).
+
+    One message group per region, so a region's messages are handled by one invocation at a time (for
+    deletions, that keeps a region's delete rate within what one deleter's pacing allows), and a
+    deduplication id per message, so a message sent twice within five minutes is delivered once.
+    """
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, messages: Sequence[MessageT]) -> list[MessageT]:
+        """Queue every message, 10 a call; those SQS refused even after retries."""
+        refused: list[MessageT] = []
+        for start in range(0, len(messages), BATCH):
+            pending = {str(index): message for index, message in enumerate(messages[start : start + BATCH])}
+            for _ in range(ATTEMPTS):
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {
+                        "Id": key,
+                        "MessageBody": message.to_message(),
+                        "MessageGroupId": message.region,
+                        "MessageDeduplicationId": message.deduplication_id,
+                    }
+                    for key, message in pending.items()
+                ]
+                response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+                pending = {entry["Id"]: pending[entry["Id"]] for entry in response.get("Failed", [])}
+                if not pending:
+                    break
+            refused.extend(pending.values())
+        return refused
 
 
 class DeadLetterQueue:
