@@ -192,3 +192,8 @@ class WorkItem(BaseModel):
 
     def to_message(self) -> str:
         return self.model_dump_json()
+
+
+# When a restore drill last brought this backup up and saw its status checks pass (UTC, slot format):
+# written by the restore drills, read by the operator CLI's `status` (issue 11).
+RESTORE_VERIFIED = "amikeeper:restore-verified"

@@ -488,3 +488,8 @@ def _images_of_versions(versions: Iterable[LaunchTemplateVersionTypeDef]) -> dic
         template = f"{name} ({version.get('LaunchTemplateId')})" if name else version.get("LaunchTemplateId")
         users[image_id].add(f"launch template {template} {which} v{version.get('VersionNumber')}")
     return dict(users)
+
+
+def untag_image(gateway: Ec2Gateway, image_id: str, keys: Collection[str]) -> None:
+    """DeleteTags of these keys on one AMI (the operator CLI releasing a hold), through the gateway's client."""
+    gateway._client.delete_tags(Resources=[image_id], Tags=[{"Key": key} for key in sorted(keys)])
