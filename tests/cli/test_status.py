@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 
-from amikeeper.model import RESTORE_VERIFIED
+from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.model import RESTORE_VERIFIED, Instance
 from tests.cli.conftest import Operator, deploy, launched_at, table_rows
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.stack import create_stack, make_backup, run_instances
@@ -78,3 +82,30 @@ def test_status_covers_every_configured_region_with_the_stacks_own_opt_in_key(
         ("eu-west-1", here),
         ("us-west-2", there),
     }
+
+
+def test_status_shows_the_regions_it_could_read_and_fails_for_one_it_could_not(
+    aws: Ec2Fidelity, sam_app: SamApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack over two regions, where the operator may not describe instances in us-west-2
+    stack = create_stack(regions=("eu-west-1", "us-west-2"))
+    deploy(stack, sam_app)
+    here = run_instances("eu-west-1", tags={"Backup": "true"})[0]
+    listing = Ec2Gateway.opted_in_instances
+
+    def denied_in_us_west_2(gateway: Ec2Gateway, opt_in_tag_key: str) -> Iterator[Instance]:
+        if gateway._client.meta.region_name == "us-west-2":
+            raise ClientError(
+                {"Error": {"Code": "UnauthorizedOperation", "Message": "no"}}, "DescribeInstances"
+            )
+        return listing(gateway, opt_in_tag_key)
+
+    monkeypatch.setattr(Ec2Gateway, "opted_in_instances", denied_in_us_west_2)
+
+    # When the operator asks for the status
+    result = Operator(stack.region).run("status")
+
+    # Then the readable region is shown, the other is named on stderr, and the exit code is 1
+    assert result.exit_code == 1
+    assert [row[1] for row in table_rows(result.stdout)] == [here]
+    assert result.stderr.startswith("amikeeper: region us-west-2 could not be read: ClientError:")
