@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import boto3
+
 from amikeeper.model import WorkItem
 from tests.cli.conftest import Operator
 from tests.fixtures.stack import MotoStack, managed_images, run_instances
@@ -47,17 +49,22 @@ def test_backup_queues_a_manual_work_item_that_the_worker_turns_into_an_ami(
 def test_backup_of_an_instance_that_is_not_opted_in_or_unknown_is_refused(
     deployed: MotoStack, operator: Operator
 ) -> None:
-    # Given an instance that opted out, and an id that exists nowhere
+    # Given an instance that opted out, a terminated one, and an id that exists nowhere
     opted_out = run_instances(deployed.region, tags={"Backup": "no"})[0]
+    terminated = run_instances(deployed.region, tags={"Backup": "true"})[0]
+    boto3.client("ec2", region_name=deployed.region).terminate_instances(InstanceIds=[terminated])
     unknown = "i-0123456789abcdef0"
 
     # When the operator asks to back each up
     refused = operator.run("backup", opted_out)
+    gone = operator.run("backup", terminated)
     missing = operator.run("backup", unknown)
 
     # Then each is one clear line with exit code 2, and nothing was queued
     assert refused.exit_code == 2
     assert refused.stderr == f"amikeeper: error: {opted_out} is not opted in: tag it Backup=true first\n"
+    assert gone.exit_code == 2
+    assert gone.stderr == f"amikeeper: error: {terminated} is terminated: EC2 can no longer image it\n"
     assert missing.exit_code == 2
     assert missing.stderr == f"amikeeper: error: unknown instance {unknown} in eu-west-1\n"
     assert deployed.work_messages() == []
