@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from tests.cli.conftest import Operator, table_rows
+from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.stack import MotoStack, make_backup, managed_images, run_instances
 from tests.sam_local import SamApp
 
@@ -54,3 +55,39 @@ def test_plan_lists_exactly_what_the_retention_function_then_deletes(
     # Then it deleted exactly the planned AMIs and kept the rest
     remaining = {image["ImageId"] for image in managed_images(region)}
     assert remaining == set(verdicts) - to_delete
+
+
+def test_plan_lists_orphan_snapshots_and_gone_since_tags_and_writes_nothing(
+    aws: Ec2Fidelity, deployed: MotoStack, operator: Operator
+) -> None:
+    # Given a terminated instance with a backup, and a two-day-old snapshot whose AMI was deregistered by hand
+    region = deployed.region
+    ec2 = boto3.client("ec2", region_name=region)
+    gone = run_instances(region, tags={"Backup": "true"})[0]
+    kept = make_backup(region, gone, datetime.now(UTC) - timedelta(hours=3))
+    ec2.terminate_instances(InstanceIds=[gone])
+    other = run_instances(region, tags={"Backup": "true"})[0]
+    deregistered = make_backup(region, other, datetime.now(UTC) - timedelta(days=2))
+    (snapshot,) = ec2.describe_images(ImageIds=[deregistered])["Images"][0]["BlockDeviceMappings"]
+    orphan = snapshot["Ebs"]["SnapshotId"]
+    ec2.deregister_image(ImageId=deregistered)
+    aws.set_snapshot_start_time(region, orphan, datetime.now(UTC) - timedelta(days=2))
+
+    # When the operator asks for the plan
+    table = operator.run("plan")
+    (planned,) = operator.json("plan")["regions"]
+
+    # Then the orphan and the gone-since tag a real run would write are listed, for people and scripts
+    assert table.exit_code == 0, table.output
+    assert [entry["snapshot_id"] for entry in planned["orphan_snapshots"]] == [orphan]
+    assert [(entry["image_id"], entry["instance_id"]) for entry in planned["gone_since_tags"]] == [
+        (kept, gone)
+    ]
+    assert (
+        "Orphan snapshots to delete" in table.stdout and "Gone-since tags a run would write" in table.stdout
+    )
+    assert [orphan, deregistered] in [row[1:3] for row in table_rows(table.stdout)]
+    # And nothing was changed: the snapshot is still there, and no tag was written
+    assert ec2.describe_snapshots(SnapshotIds=[orphan])["Snapshots"]
+    tags = ec2.describe_images(ImageIds=[kept])["Images"][0]["Tags"]
+    assert "amikeeper:instance-gone-since" not in {tag["Key"] for tag in tags}

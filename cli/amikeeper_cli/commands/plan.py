@@ -7,12 +7,13 @@ changed, not even the gone-since tags a real run would write; they are listed in
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.naming import format_slot
-from amikeeper.retention import read_and_plan
+from amikeeper.retention import Reading, read_and_plan
 from amikeeper_cli import verdicts
 from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.render import Section, View
@@ -22,31 +23,23 @@ ORPHAN_COLUMNS = ("region", "snapshot", "of AMI", "started")
 TAG_COLUMNS = ("region", "AMI", "instance", "gone since")
 
 
-def plan(deployment: Deployment) -> View:
-    rows: list[list[str]] = []
-    orphan_rows: list[list[str]] = []
-    tag_rows: list[list[str]] = []
-    regions: list[dict[str, Any]] = []
-    notes: list[str] = []
-    problems: list[str] = []
-    for region in deployment.regions:
-        try:
-            reading = read_and_plan(
-                region,
-                deployment.region_gateways(region),
-                deployment.catalog,
-                deployment.retention_config,
-                deployment.now,
-            )
-        except (ClientError, BotoCoreError) as error:
-            problems.append(f"region {region} could not be read: {type(error).__name__}: {error}")
-            regions.append({"region": region, "error": str(error)})
-            continue
+@dataclass
+class _Plans:
+    """Every region's plan, gathered as rows for people and documents for scripts."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    orphan_rows: list[list[str]] = field(default_factory=list)
+    tag_rows: list[list[str]] = field(default_factory=list)
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, region: str, reading: Reading) -> None:
         result = reading.plan
         images = {image.image_id: image for image in reading.facts.images}
         documents = [verdicts.document(v, images.get(v.image_id)) for v in result.verdicts]
         for verdict, entry in zip(result.verdicts, documents, strict=True):
-            rows.append(
+            self.rows.append(
                 [
                     region,
                     verdict.image_id,
@@ -59,47 +52,70 @@ def plan(deployment: Deployment) -> View:
                     ", ".join(verdict.used_by) or "-",
                 ]
             )
-        orphan_rows += [
+        orphans = [
+            {"snapshot_id": s.snapshot_id, "image_id": s.image_id, "started": format_slot(s.started)}
+            for s in result.orphans
+        ]
+        tags = [
+            {"image_id": t.image_id, "instance_id": t.instance_id, "since": format_slot(t.since)}
+            for t in result.gone_since_tags
+        ]
+        self.orphan_rows += [
             [region, s.snapshot_id, s.image_id or "-", format_slot(s.started)] for s in result.orphans
         ]
-        tag_rows += [
+        self.tag_rows += [
             [region, t.image_id, t.instance_id, format_slot(t.since)] for t in result.gone_since_tags
         ]
-        notes += [f"{region} {note}" for note in result.notes]
-        regions.append(
+        self.notes += [f"{region} {note}" for note in result.notes]
+        self.regions.append(
             {
                 "region": region,
                 "error": None,
                 "reference_check": reading.reference_check,
                 "verdicts": documents,
-                "orphan_snapshots": [
-                    {"snapshot_id": s.snapshot_id, "image_id": s.image_id, "started": format_slot(s.started)}
-                    for s in result.orphans
-                ],
-                "gone_since_tags": [
-                    {"image_id": t.image_id, "instance_id": t.instance_id, "since": format_slot(t.since)}
-                    for t in result.gone_since_tags
-                ],
+                "orphan_snapshots": orphans,
+                "gone_since_tags": tags,
                 "notes": result.notes,
             }
         )
-    deleting = sum(1 for row in rows if row[5] == "delete")
+
+    def failed(self, region: str, error: Exception) -> None:
+        self.problems.append(f"region {region} could not be read: {type(error).__name__}: {error}")
+        self.regions.append({"region": region, "error": str(error)})
+
+
+def plan(deployment: Deployment) -> View:
+    plans = _Plans()
+    for region in deployment.regions:
+        try:
+            reading = read_and_plan(
+                region,
+                deployment.region_gateways(region),
+                deployment.catalog,
+                deployment.retention_config,
+                deployment.now,
+            )
+        except (ClientError, BotoCoreError) as error:
+            plans.failed(region, error)
+            continue
+        plans.add(region, reading)
+    deleting = sum(1 for row in plans.rows if row[5] == "delete")
     sections = [
         Section(
             f"Retention plan of stack {deployment.settings.stack_name} at {format_slot(deployment.now)}: "
-            f"{deleting} AMI(s) to delete, {len(rows) - deleting} kept (dry run: nothing is changed)",
+            f"{deleting} AMI(s) to delete, {len(plans.rows) - deleting} kept (dry run: nothing is changed)",
             COLUMNS,
-            rows,
+            plans.rows,
         )
     ]
-    if orphan_rows:
-        sections.append(Section("Orphan snapshots to delete", ORPHAN_COLUMNS, orphan_rows))
-    if tag_rows:
-        sections.append(Section("Gone-since tags a run would write", TAG_COLUMNS, tag_rows))
+    if plans.orphan_rows:
+        sections.append(Section("Orphan snapshots to delete", ORPHAN_COLUMNS, plans.orphan_rows))
+    if plans.tag_rows:
+        sections.append(Section("Gone-since tags a run would write", TAG_COLUMNS, plans.tag_rows))
     document = {
         "stack": deployment.settings.stack_name,
         "time": format_slot(deployment.now),
         "dry_run": True,
-        "regions": regions,
+        "regions": plans.regions,
     }
-    return View(document=document, sections=sections, notes=notes, problems=problems)
+    return View(document=document, sections=sections, notes=plans.notes, problems=plans.problems)
