@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from tests.cli.conftest import Operator, table_rows
+from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.stack import make_backup, run_instances
 
 
@@ -37,12 +38,19 @@ def test_backups_shows_retention_reasons_hold_and_use_of_each_backup(operator: O
     assert listed[3]["reasons"] == ["expired"]
     assert (listed[9]["action"], listed[9]["outcome"], listed[9]["held"]) == ("keep", "held", True)
     assert "held" in listed[9]["reasons"]
-    assert listed[8]["reasons"] == ["in use"] and listed[8]["used_by"] == [f"instance {user}"]
+    assert listed[8]["reasons"] == ["in use"]
+    # retention.find_in_use names the instance twice: from DescribeImageReferences and from the listing
+    assert listed[8]["used_by"] == [f"instance {user}", f"instance {user} (running)"]
     assert document["policy"] == "default" and document["retention"] == "last=3"
     # And the table says the same to a person
     rows = {row[0]: row for row in table_rows(table.stdout)}
     assert (rows[amis[9]][4], rows[amis[9]][6]) == ("keep (held)", "held")
-    assert rows[amis[8]][4:] == ["keep (kept-in-use)", "in use", "-", f"instance {user}"]
+    assert rows[amis[8]][4:] == [
+        "keep (kept-in-use)",
+        "in use",
+        "-",
+        f"instance {user}, instance {user} (running)",
+    ]
     assert rows[amis[0]][4:6] == ["keep (kept)", "last #1; newest backup"]
     assert rows[amis[3]][4:6] == ["delete (expired)", "expired"]
 
@@ -83,3 +91,25 @@ def test_backups_of_an_unknown_instance_is_bad_input(operator: Operator) -> None
     ]
     assert malformed.exit_code == 2
     assert malformed.stderr == "amikeeper: error: 'web-1' is not an instance id (i-…)\n"
+
+
+def test_backups_sees_an_instance_launched_from_a_backup_without_describe_image_references(
+    aws: Ec2Fidelity, operator: Operator
+) -> None:
+    # Given a region where DescribeImageReferences is unavailable, and an instance launched from the
+    # older of two backups of an instance that keeps only the last one
+    aws.disable_image_references(True)
+    region = operator.region
+    instance = run_instances(region, tags={"Backup": "true", "Backup:Retain": "last=1"})[0]
+    today = datetime.now(UTC).replace(microsecond=0)
+    newer, older = (make_backup(region, instance, today - timedelta(days=days)) for days in (0, 1))
+    user = run_instances(region, tags={}, image_id=older)[0]
+
+    # When the operator lists the backups
+    document = operator.json("backups", instance)
+
+    # Then the older one is kept because that instance uses it, as a retention run would keep it
+    entries = {entry["image_id"]: entry for entry in document["backups"]}
+    assert entries[older]["action"] == "keep"
+    assert entries[older]["used_by"] == [f"instance {user} (running)"]
+    assert entries[newer]["used_by"] == []

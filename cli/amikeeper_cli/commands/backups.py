@@ -1,10 +1,11 @@
 """``amikeeper backups INSTANCE``: an instance's backups, each with what retention would do and why.
 
-The verdicts come from the pure retention planner (amikeeper.retention_plan.plan_region), fed with only
-this instance's facts: retention judges each instance's backups on their own (its AMIs, the instance,
-what uses them), so the answer is the one a full retention run gives, for a handful of calls instead of
-a region-wide read. Every backup is checked for use (amikeeper.retention.find_in_use), where a run
-checks only those it would otherwise delete: being in use only ever adds a reason to keep.
+The verdicts come from the pure retention planner (amikeeper.retention_plan.plan_region), fed with
+this instance's AMIs only (one server-filtered listing) and the region's instances: retention judges
+each instance's backups on their own, so the answer is the one a full retention run gives, without
+reading every AMI and snapshot of the region. Every backup is checked for use
+(amikeeper.retention.find_in_use, given every instance as a run gives it), where a run checks only
+those it would otherwise delete: being in use only ever adds a reason to keep.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def backups(deployment: Deployment, instance_id: str) -> View:
 def _view(deployment: Deployment, region: str, instance_id: str, instance: Instance | None) -> View:
     gateways = deployment.region_gateways(region)
     images = tuple(gateways.ec2.backups_of(deployment.settings.stack_name, instance_id))
-    instances = {instance_id: instance} if instance is not None else {}
+    # All of them, as retention reads them: an instance launched from one of these backups uses it.
+    instances = {record.instance_id: record for record in gateways.ec2.instances()}
     in_use = find_in_use([image.image_id for image in images], instances.values(), gateways)
     facts = RegionFacts(images, instances, in_use.by)
     plan = plan_region(region, facts, deployment.catalog, deployment.retention_config, deployment.now)
