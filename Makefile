@@ -12,7 +12,7 @@ export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
 .PHONY: demo test lint types scan unit integration bench install clean
 
-$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -46,7 +46,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 types: $(VENV)/.installed
-	$(VENV)/bin/mypy layers/shared/amikeeper functions tests scripts
+	$(VENV)/bin/mypy layers/shared/amikeeper functions tests scripts cli
 
 ## checkov on the SAM-translated template; fails on any finding not skipped, with a reason, in .checkov.yaml.
 scan: $(VENV)/.installed $(CHECKOV_VENV)/.installed

@@ -50,6 +50,9 @@ SLOT = "amikeeper:slot"
 RETAIN = "amikeeper:retain"
 # When retention first found the instance gone, on its newest backup (OrphanGraceDays counts from it).
 GONE_SINCE = "amikeeper:instance-gone-since"
+# When a restore drill last brought this backup up and saw its status checks pass (UTC, slot format):
+# written by the restore drills, read by the operator CLI's `status`.
+RESTORE_VERIFIED = "amikeeper:restore-verified"
 
 TERMINATED = "terminated"
 

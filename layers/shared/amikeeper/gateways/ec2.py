@@ -314,6 +314,10 @@ class Ec2Gateway:
     def tag_image(self, image_id: str, key: str, value: str) -> None:
         self._client.create_tags(Resources=[image_id], Tags=[{"Key": key, "Value": value}])
 
+    def untag_image(self, image_id: str, keys: Collection[str]) -> None:
+        """DeleteTags of these keys on one AMI (the operator CLI releasing a hold)."""
+        self._client.delete_tags(Resources=[image_id], Tags=[{"Key": key} for key in sorted(keys)])
+
     # --- snapshots ----------------------------------------------------------------------------------------
     def managed_snapshots(self, stack_name: str) -> Iterator[Snapshot]:
         """Every snapshot of this account carrying this stack's managed-by tag."""

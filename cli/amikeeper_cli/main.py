@@ -1,0 +1,126 @@
+"""The ``amikeeper`` command line: argument parsing and exit codes; each command's work is in commands/.
+
+The console script (pyproject.toml, [project.scripts]) points at :data:`cli`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from amikeeper_cli.commands.backup import backup as queue_backup
+from amikeeper_cli.commands.backups import backups as list_backups
+from amikeeper_cli.commands.hold import hold as hold_image
+from amikeeper_cli.commands.hold import release as release_image
+from amikeeper_cli.commands.plan import plan as retention_plan
+from amikeeper_cli.commands.status import status as fleet_status
+from amikeeper_cli.deployment import Deployment
+from amikeeper_cli.errors import CliError, OperationFailed
+from amikeeper_cli.render import View, show
+
+DEFAULT_STACK = "amikeeper"
+
+EPILOG = """\b
+Exit codes: 0 done; 1 an AWS call failed or a region could not be read
+(the output then shows what could be); 2 bad input: unknown instance or AMI,
+an AMI not made by this stack, no such stack, bad arguments. Nothing is
+changed when the exit code is 2. See docs/cli.md."""
+
+
+def _command(work: Callable[..., View]) -> Callable[..., None]:
+    """Adds the options every command takes (after the command, as in the AWS CLI), connects to the
+    stack, shows the View and exits with its code.
+
+    Every failure ends as one line on stderr: CliError with its own code, an AWS failure with 1.
+    """
+
+    @click.option(
+        "--stack",
+        envvar="AMIKEEPER_STACK",
+        default=DEFAULT_STACK,
+        show_default=True,
+        help="Name of the deployed amikeeper stack (env AMIKEEPER_STACK).",
+    )
+    @click.option(
+        "--profile", default=None, help="AWS profile, as in the AWS CLI (else AWS_PROFILE, default)."
+    )
+    # AWS_REGION before AWS_DEFAULT_REGION (which boto3 reads by itself), as the AWS CLI v2 does.
+    @click.option(
+        "--region",
+        envvar="AWS_REGION",
+        default=None,
+        help="Region the stack is deployed in (else AWS_REGION, AWS_DEFAULT_REGION, the profile's).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, for scripts.")
+    @functools.wraps(work)
+    def run(stack: str, profile: str | None, region: str | None, as_json: bool, **arguments: Any) -> None:
+        try:
+            code = show(work(Deployment.connect(profile, region, stack), **arguments), as_json=as_json)
+        except CliError as error:
+            _fail(error)
+        except (ClientError, BotoCoreError) as error:
+            _fail(OperationFailed(f"{type(error).__name__}: {error}"))
+        raise SystemExit(code)
+
+    return run
+
+
+def _fail(error: CliError) -> NoReturn:
+    click.echo(f"amikeeper: error: {error}", err=True)
+    raise SystemExit(error.exit_code)
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="amikeeper", prog_name="amikeeper")
+def cli() -> None:
+    """Operate an amikeeper stack with your own AWS credentials: see its backups, hold them, take one now."""
+
+
+@cli.command(epilog=EPILOG)
+@_command
+def status(deployment: Deployment) -> View:
+    """Every opted-in instance: policy, schedule, newest backup and its age against the RPO."""
+    return fleet_status(deployment)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("instance")
+@_command
+def backups(deployment: Deployment, instance: str) -> View:
+    """INSTANCE's backups: slot, trigger, state, what retention does with each and why, hold, in use."""
+    return list_backups(deployment, instance)
+
+
+@cli.command(epilog=EPILOG)
+@_command
+def plan(deployment: Deployment) -> View:
+    """Retention's dry run: exactly what the retention function would delete and keep now, and why."""
+    return retention_plan(deployment)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("instance")
+@_command
+def backup(deployment: Deployment, instance: str) -> View:
+    """Back INSTANCE up now (trigger manual), through the stack's work queue."""
+    return queue_backup(deployment, instance)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("ami")
+@_command
+def hold(deployment: Deployment, ami: str) -> View:
+    """Put AMI (a backup of this stack) on legal hold: retention keeps it until released."""
+    return hold_image(deployment, ami)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("ami")
+@_command
+def release(deployment: Deployment, ami: str) -> View:
+    """Release AMI's legal hold: retention's rules apply to it again."""
+    return release_image(deployment, ami)
