@@ -319,8 +319,9 @@ def test_ami_in_use_by_an_instance_is_kept_unless_the_instance_is_terminated(
     assert region.plan is not None
     used = {verdict.image_id: verdict.used_by for verdict in region.plan.with_outcome("kept-in-use")}
     assert set(used) == {backups[1], backups[2]}
-    assert any(running in label for label in used[backups[1]])
-    assert any(stopped in label for label in used[backups[2]])
+    # (once each, with its state, whichever way the use was found)
+    assert used[backups[1]] == (f"instance {running} (running)",)
+    assert used[backups[2]] == (f"instance {stopped} (stopped)",)
     assert result.metrics()["KeptInUse"] == 2
 
 

@@ -115,7 +115,10 @@ def _referenced_templates(
             else:
                 template_ids.add(reference.template_id)
         elif reference.resource_type == "ec2:Instance":
-            users[reference.image_id].add(f"instance {reference.instance_id or reference.arn}")
+            label = f"instance {reference.instance_id or reference.arn}"
+            # The instance listing already named it, with its state: one label per instance.
+            if not any(known.split(" (")[0] == label for known in users[reference.image_id]):
+                users[reference.image_id].add(label)
     return gateways.ec2.launch_template_images(template_ids) if template_ids else {}
 
 
