@@ -15,7 +15,12 @@ from amikeeper.runtime import Runtime
 RUNTIME = Runtime(load_settings(os.environ))
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 IDEMPOTENCY = RUNTIME.idempotency(logger)
-DEPS = AmiEventDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier, stack_name=RUNTIME.settings.stack_name)
+DEPS = AmiEventDeps(
+    ec2=RUNTIME.ec2,
+    notifier=RUNTIME.notifier,
+    stack_name=RUNTIME.settings.stack_name,
+    notes=RUNTIME.backup_notes,
+)
 
 
 def count_malformed(reason: str) -> None:

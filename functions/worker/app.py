@@ -17,7 +17,11 @@ from amikeeper.worker import DeadLetterError, MalformedWorkItem, WorkerDeps, bac
 
 RUNTIME = Runtime(load_settings(os.environ))
 DEPS = WorkerDeps(
-    ec2=RUNTIME.ec2, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger, dead_letters=RUNTIME.dead_letters
+    ec2=RUNTIME.ec2,
+    notifier=RUNTIME.notifier,
+    ledger=RUNTIME.ledger,
+    dead_letters=RUNTIME.dead_letters,
+    notes=RUNTIME.backup_notes,
 )
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 # Always answer with batchItemFailures, even when every record failed: SQS retries exactly those.
@@ -43,6 +47,10 @@ def record_handler(record: SQSRecord) -> str:
         metrics.add_metric("BackupsFailed", MetricUnit.Count, 1)
         logger.exception("backup failed", extra={"instance_id": item.instance_id, "region": item.region})
         raise
+    if outcome.note_error is not None:
+        logger.warning(
+            "backup note not written", extra={"image_id": outcome.image_id, "error": outcome.note_error}
+        )
     if metric := OUTCOME_METRIC[outcome.status]:
         metrics.add_metric(metric, MetricUnit.Count, 1)
     logger.info(

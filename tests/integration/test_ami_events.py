@@ -7,7 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from amikeeper import clients
+from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.logs import emitted_metric_documents, handler_lines
 from tests.fixtures.stack import MotoStack, make_backup, run_instances
@@ -211,3 +214,77 @@ def test_every_ami_state_events_file_is_handled(
     for path in files:
         assert ami_state.invoke(load_event(path))["action"] == "ignored", path.name
     assert stack.notifications() == []
+
+
+def test_a_backup_the_worker_made_completes_without_an_ec2_call_and_any_other_ami_is_looked_up(
+    functions: dict[str, ResolvedFunction], ami_state: ResolvedFunction, stack: MotoStack, aws: Ec2Fidelity
+) -> None:
+    # Given a backup the planner queued and the worker made (it notes the AMI), still pending
+    [instance_id] = run_instances(stack.region, tags={"Name": "web-1", "Backup": "true"})
+    aws.start_pending()
+    functions["PlannerFunction"].invoke({"scheduled_time": "2026-11-29T03:05:00Z", "execution_id": "t"})
+    assert stack.drain(functions["WorkerFunction"].invoke) == [{"batchItemFailures": []}]
+    [image] = boto3.client("ec2", region_name=stack.region).describe_images(Owners=["self"])["Images"]
+    aws.set_image_state(stack.region, image["ImageId"], "available")
+    # When its available event arrives (a fresh container, its clients counted)
+    clients.reset()
+    ami_state.recycle()
+    with counting() as counter:
+        result = ami_state.invoke(
+            ami_event(stack, image["ImageId"], "available", time="2026-11-29T03:09:26Z")
+        )
+    # Then it completed 566 s after its slot, and EC2 was not asked
+    assert (result["action"], result["instance_id"], result["seconds_to_available"]) == (
+        "completed",
+        instance_id,
+        566.0,
+    )
+    assert [key for key in counter.tally().calls if key.startswith("ec2:")] == []
+    # And an AMI nobody noted (a person's) is looked up in EC2 once, and ignored
+    foreign = boto3.client("ec2", region_name=stack.region).create_image(
+        InstanceId=instance_id, Name="by-hand"
+    )
+    aws.set_image_state(stack.region, foreign["ImageId"], "available")
+    with counting() as counter:
+        ignored = ami_state.invoke(ami_event(stack, foreign["ImageId"], "available", id="another-event"))
+    assert ignored["action"] == "ignored" and "not a backup of this stack" in ignored["message"]
+    assert counter.tally().calls["ec2:DescribeImages"] == 1
+
+
+def test_a_note_the_worker_could_not_write_costs_one_lookup_and_nothing_else(
+    functions: dict[str, ResolvedFunction],
+    ami_state: ResolvedFunction,
+    stack: MotoStack,
+    aws: Ec2Fidelity,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given DynamoDB refuses the worker's note of the AMI it creates
+    [instance_id] = run_instances(stack.region, tags={"Name": "web-1", "Backup": "true"})
+    functions["PlannerFunction"].invoke({"scheduled_time": "2026-11-29T03:05:00Z", "execution_id": "t"})
+
+    def refuse(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+        )
+
+    dynamodb = clients.dynamodb(stack.region)
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", refuse)
+    # When the worker backs the instance up
+    answers = stack.drain(functions["WorkerFunction"].invoke)
+    dynamodb.meta.events.unregister("before-call.dynamodb.PutItem", refuse)
+    # Then the backup exists and counts as made, and the missing note is logged as a warning
+    assert answers == [{"batchItemFailures": []}]
+    [image] = boto3.client("ec2", region_name=stack.region).describe_images(Owners=["self"])["Images"]
+    warnings = [
+        r for r in caplog.records if r.name == "amikeeper" and r.getMessage() == "backup note not written"
+    ]
+    assert [(w.levelname, getattr(w, "image_id", None)) for w in warnings] == [("WARNING", image["ImageId"])]
+    # And its available event still completes it, after one DescribeImages (a fresh container, counted)
+    clients.reset()
+    ami_state.recycle()
+    with counting() as counter:
+        result = ami_state.invoke(
+            ami_event(stack, image["ImageId"], "available", time="2026-11-29T03:09:26Z")
+        )
+    assert (result["action"], result["instance_id"]) == ("completed", instance_id)
+    assert counter.tally().calls["ec2:DescribeImages"] == 1

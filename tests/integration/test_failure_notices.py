@@ -82,7 +82,11 @@ def worker_deps(functions: dict[str, ResolvedFunction]) -> WorkerDeps:
     """The worker's dependencies exactly as its handler builds them at cold start."""
     runtime = Runtime(load_settings(functions["WorkerFunction"].runtime_environment()))
     return WorkerDeps(
-        ec2=runtime.ec2, notifier=runtime.notifier, ledger=runtime.ledger, dead_letters=runtime.dead_letters
+        ec2=runtime.ec2,
+        notifier=runtime.notifier,
+        ledger=runtime.ledger,
+        dead_letters=runtime.dead_letters,
+        notes=runtime.backup_notes,
     )
 
 

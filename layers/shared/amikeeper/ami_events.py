@@ -1,7 +1,9 @@
 """AMI state changes (SPEC §6): the moment a backup becomes usable, or fails, rather than when it was asked for.
 
 Only AMIs whose ``amikeeper:managed-by`` tag names this stack count; EC2 sends these events for every
-AMI of the account (other tools', people's, other stacks'), and those end here after one DescribeImages.
+AMI of the account (other tools', people's, other stacks'). A backup the worker noted (see
+amikeeper.gateways.backup_records) completes without an EC2 call; anything else, and every failure (its
+reason is in EC2), costs one DescribeImages.
 
 - ``available``: a completed backup; its time to available runs from its slot (or, without one, its
   creation) to the event.
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from amikeeper.ec2_events import AmiStateChange
+from amikeeper.gateways.backup_records import BackupNote, BackupNotes
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
 from amikeeper.model import MANAGED_BY, Image
@@ -59,6 +65,7 @@ class AmiEventDeps:
     ec2: Callable[[str], Ec2Gateway]
     notifier: Notifier
     stack_name: str
+    notes: BackupNotes
 
 
 def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutcome:
@@ -67,6 +74,8 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         return _ignored(event, f"AMI state {state} needs no action")
     if state not in (AVAILABLE, FAILED):
         return _ignored(event, f"unknown AMI state {state!r}; amikeeper acts on available and failed only")
+    if state == AVAILABLE and (note := _noted(event, deps)) is not None:
+        return _completed(event, note.image_id, note.instance_id, note.backup_time)
     image = deps.ec2(event.region).image(event.detail.image_id)
     if image is None:
         return _ignored(event, "AMI no longer exists (already deregistered)")
@@ -75,16 +84,7 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         made_by = f"stack {owner!r}" if owner else "another tool or a person"
         return _ignored(event, f"AMI is not a backup of this stack (made by {made_by})")
     if state == AVAILABLE:
-        seconds = max(0.0, (event.time - image.backup_time).total_seconds())
-        return AmiEventOutcome(
-            action="completed",
-            image_id=image.image_id,
-            region=event.region,
-            state=state,
-            message=f"backup of {image.instance_id} available {seconds:.0f}s after its slot",
-            instance_id=image.instance_id,
-            seconds_to_available=seconds,
-        )
+        return _completed(event, image.image_id, image.instance_id, image.backup_time)
     reason = image.state_reason or event.detail.error_message.strip() or NO_REASON
     deps.notifier.publish(ami_failed(event.region, image, reason))
     return AmiEventOutcome(
@@ -94,6 +94,28 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         state=state,
         message=f"backup of {image.instance_id} failed: {reason}",
         instance_id=image.instance_id,
+    )
+
+
+def _noted(event: AmiStateChange, deps: AmiEventDeps) -> BackupNote | None:
+    try:
+        return deps.notes.recall(event.region, event.detail.image_id)
+    except (ClientError, BotoCoreError):
+        return None  # EC2 can still say whose AMI it is
+
+
+def _completed(
+    event: AmiStateChange, image_id: str, instance_id: str | None, backup_time: datetime
+) -> AmiEventOutcome:
+    seconds = max(0.0, (event.time - backup_time).total_seconds())
+    return AmiEventOutcome(
+        action="completed",
+        image_id=image_id,
+        region=event.region,
+        state=event.detail.state,
+        message=f"backup of {instance_id} available {seconds:.0f}s after its slot",
+        instance_id=instance_id,
+        seconds_to_available=seconds,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from amikeeper import clients
 from amikeeper.config import Settings
 from amikeeper.gateways.autoscaling import AutoScalingGateway
+from amikeeper.gateways.backup_records import BackupNotes
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue, FifoQueue, WorkQueue
@@ -78,6 +79,11 @@ class Runtime:
     def ledger(self) -> Idempotency:
         """Which notices went out already: the idempotency records, the one de-duplication mechanism."""
         return self.idempotency(logging.getLogger("amikeeper.notices"))
+
+    @cached_property
+    def backup_notes(self) -> BackupNotes:
+        region = self.settings.home_region
+        return BackupNotes(self.settings.idempotency_table, lambda: clients.dynamodb(region))
 
     @cached_property
     def _policy_source(self) -> PolicyDocumentSource:

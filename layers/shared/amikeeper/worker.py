@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from amikeeper.ec2_events import describe_validation_error
 from amikeeper.events import WorkRecord
+from amikeeper.gateways.backup_records import BackupNote, BackupNotes
 from amikeeper.gateways.ec2 import INSTANCE_NOT_FOUND, Ec2Gateway
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue
@@ -43,6 +44,8 @@ class BackupOutcome:
     instance_id: str
     status: Status
     image_id: str | None = None
+    # Why the AMI-state handler will have to look this AMI up in EC2 (see gateways.backup_records).
+    note_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class WorkerDeps:
     notifier: Notifier
     ledger: NoticeLedger
     dead_letters: DeadLetterQueue
+    notes: BackupNotes
 
 
 class DeadLetterError(RuntimeError):
@@ -119,8 +123,14 @@ def back_up(item: WorkItem, receive_count: int, deps: WorkerDeps, now: datetime)
     except BotoCoreError as error:
         _notify_if_final(item, error, type(error).__name__, receive_count, deps, now)
         raise
-    if result.duplicate:
+    if result.duplicate or result.image_id is None:
         return BackupOutcome(item.instance_id, "duplicate")
+    note = BackupNote(result.image_id, item.instance_id, item.slot)
+    try:
+        deps.notes.remember(item.region, note, now)
+    except (ClientError, BotoCoreError) as error:
+        # The backup exists; without its note its AMI event costs one DescribeImages, nothing else.
+        return BackupOutcome(item.instance_id, "created", result.image_id, f"{type(error).__name__}: {error}")
     return BackupOutcome(item.instance_id, "created", result.image_id)
 
 
