@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
@@ -44,36 +44,28 @@ class WorkRecord(SqsRecordModel):
     body: Json[WorkItem]
 
 
-class RegionTaskRecord(SqsRecordModel):
-    """One SQS record of the planner's task queue (FIFO: one message group per region)."""
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class FifoRecord(SqsRecordModel, Generic[BodyT]):
+    """One SQS record of one of the stack's FIFO queues (one message group per region)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    body: Json[RegionTask]
+    body: Json[BodyT]
 
 
-class RegionTaskEvent(BaseModel):
-    """What the task queue's event source mapping delivers: one task at a time (BatchSize 1)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    Records: list[RegionTaskRecord] = Field(min_length=1, max_length=1)
-
-
-class DeletionBatchRecord(SqsRecordModel):
-    """One SQS record of the deletion queue (FIFO: one message group per region)."""
+class OneRecord(BaseModel, Generic[BodyT]):
+    """What a FIFO queue's event source mapping delivers: one message per invocation (BatchSize 1)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    body: Json[DeletionBatch]
+    Records: list[FifoRecord[BodyT]] = Field(min_length=1, max_length=1)
 
 
-class DeletionBatchEvent(BaseModel):
-    """What the deletion queue's event source mapping delivers: one batch at a time (BatchSize 1)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    Records: list[DeletionBatchRecord] = Field(min_length=1, max_length=1)
+# The planner's region tasks and retention's deletion batches.
+RegionTaskEvent = OneRecord[RegionTask]
+DeletionBatchEvent = OneRecord[DeletionBatch]
 
 
 class InvalidEventError(ValueError):
