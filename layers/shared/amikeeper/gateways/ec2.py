@@ -27,6 +27,7 @@ from amikeeper.model import (
     TRIGGER,
     Image,
     Instance,
+    LaunchConfig,
     Snapshot,
     WorkItem,
     tag_map,
@@ -156,6 +157,17 @@ def _instance(data: InstanceTypeDef) -> Instance:
         tags=tag_map(data.get("Tags")),
         launch_time=data.get("LaunchTime"),
         image_id=data.get("ImageId"),
+        launch=LaunchConfig(
+            instance_type=data["InstanceType"],
+            subnet_id=data.get("SubnetId"),
+            availability_zone=data.get("Placement", {}).get("AvailabilityZone"),
+            security_group_ids=tuple(
+                group["GroupId"] for group in data.get("SecurityGroups", []) if "GroupId" in group
+            ),
+            instance_profile_arn=data.get("IamInstanceProfile", {}).get("Arn"),
+            key_name=data.get("KeyName"),
+            ebs_optimized=bool(data.get("EbsOptimized", False)),
+        ),
     )
 
 
