@@ -70,9 +70,10 @@ class Operator:
 
     region: str
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    def run(self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> Result:
+        """``input`` is what the operator types (answers to a confirmation)."""
         environment = {"AWS_REGION": self.region, "COLUMNS": COLUMNS} | dict(env or {})
-        return CliRunner().invoke(cli, list(args), env=environment, catch_exceptions=False)
+        return CliRunner().invoke(cli, list(args), env=environment, input=input, catch_exceptions=False)
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")
