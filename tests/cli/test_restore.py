@@ -323,3 +323,26 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(deployed: MotoStack, o
     assert "has no offset" in results["no offset"].stderr
     assert set(_instances(region)) == before
     assert _root_tasks(region) == []
+
+
+def test_a_backup_that_does_not_record_its_launch_configuration_is_refused_as_a_new_instance(
+    deployed: MotoStack, operator: Operator
+) -> None:
+    # Given a backup whose security groups and profile were not recorded (made before they were, or
+    # longer than a tag holds)
+    region = deployed.region
+    instance = configured_instance(region, {"Backup": "true"}).instance_id
+    ami = make_backup(region, instance, SLOTS[-1])
+    missing = ["amikeeper:launch-security-groups", "amikeeper:launch-profile"]
+    boto3.client("ec2", region_name=region).delete_tags(Resources=[ami], Tags=[{"Key": k} for k in missing])
+    before = set(_instances(region))
+    # When the operator restores it as a new instance
+    result = operator.run("restore", instance, "--yes")
+    # Then it is refused, naming what the backup does not say, and nothing is launched
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"amikeeper: error: {ami} does not record amikeeper:launch-security-groups, amikeeper:launch-profile "
+        "(made before amikeeper recorded launch settings, or a value too long for a tag): it cannot be "
+        "launched as the original was\n"
+    )
+    assert set(_instances(region)) == before
