@@ -522,9 +522,11 @@ class Ec2Gateway:
         return response["ReplaceRootVolumeTask"]["ReplaceRootVolumeTaskId"]
 
     def replace_root_task(self, task_id: str) -> RootTask:
+        """One replace-root-volume task; `pending` while EC2 does not list the new task yet."""
         response = self._client.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=[task_id])
-        task = response["ReplaceRootVolumeTasks"][0]
-        return RootTask(task_id, task.get("InstanceId", ""), task.get("TaskState", "pending"))
+        for task in response.get("ReplaceRootVolumeTasks", []):
+            return RootTask(task_id, task.get("InstanceId", ""), task.get("TaskState", "pending"))
+        return RootTask(task_id, "", "pending")
 
     def instance_status(self, instance_id: str) -> InstanceHealth | None:
         """DescribeInstanceStatus of one instance in any state; None while EC2 does not list it yet (a
