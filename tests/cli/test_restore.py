@@ -52,7 +52,7 @@ class Launches:
 
 
 @pytest.fixture
-def launches(monkeypatch: pytest.MonkeyPatch, aws: Ec2Fidelity) -> Launches:
+def launches(monkeypatch: pytest.MonkeyPatch, aws: Ec2Fidelity, deployed: MotoStack) -> Launches:
     """Sets the checks of each instance the restore launches right after RunInstances: moto reports every
     instance `ok` at once, and only then can the fixture's set_instance_status name it."""
     seen = Launches()
@@ -62,7 +62,7 @@ def launches(monkeypatch: pytest.MonkeyPatch, aws: Ec2Fidelity) -> Launches:
         instance_id = original(self, *args, **kwargs)
         if instance_id is not None:
             seen.ids.append(instance_id)
-            aws.set_instance_status(self._client.meta.region_name, instance_id, seen.checks)
+            aws.set_instance_status(deployed.region, instance_id, seen.checks)
         return instance_id
 
     monkeypatch.setattr(Ec2Gateway, "run_from_backup", run_then_set)
@@ -297,13 +297,14 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(deployed: MotoStack, o
     before = set(_instances(region))
 
     # When the operator names an unknown instance, another stack's AMI, another instance's AMI, a time
-    # before the first backup, and a time without an offset
+    # before the first backup, a time without an offset, or both a backup and a time
     results = {
         "unknown": operator.run("restore", "i-0123456789abcdef0", "--yes"),
         "theirs": operator.run("restore", instance, "--backup", theirs, "--yes"),
         "others": operator.run("restore", instance, "--backup", others, "--yes"),
         "too early": operator.run("restore", instance, "--at", "2026-11-01T00:00:00Z", "--yes"),
         "no offset": operator.run("restore", instance, "--at", "2026-11-28T04:00:00", "--yes"),
+        "both": operator.run("restore", instance, "--backup", others, "--at", SLOTS[1], "--yes"),
     }
 
     # Then each is one line on stderr, exit code 2, nothing on stdout, and no instance launched
@@ -321,6 +322,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(deployed: MotoStack, o
         f"no available backup of {instance} at or before 2026-11-01T00:00:00Z" in results["too early"].stderr
     )
     assert "has no offset" in results["no offset"].stderr
+    assert results["both"].stderr == "amikeeper: error: give --backup or --at, not both\n"
     assert set(_instances(region)) == before
     assert _root_tasks(region) == []
 
