@@ -23,3 +23,9 @@ class BadInput(CliError):
     """What the operator asked for does not exist or is not this stack's: nothing was changed."""
 
     exit_code = BAD_INPUT
+
+
+class Cancelled(CliError):
+    """The operator answered no: nothing was changed, but nothing was done either."""
+
+    exit_code = FAILED

@@ -17,6 +17,8 @@ from amikeeper_cli.commands.backups import backups as list_backups
 from amikeeper_cli.commands.hold import hold as hold_image
 from amikeeper_cli.commands.hold import release as release_image
 from amikeeper_cli.commands.plan import plan as retention_plan
+from amikeeper_cli.commands.restore import DEFAULT_TIMEOUT_SECONDS, MODES, Request
+from amikeeper_cli.commands.restore import restore as restore_instance
 from amikeeper_cli.commands.status import status as fleet_status
 from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.errors import CliError, OperationFailed
@@ -26,16 +28,18 @@ DEFAULT_STACK = "amikeeper"
 
 EPILOG = """\b
 Exit codes: 0 done; 1 an AWS call failed or a region could not be read
-(the output then shows what could be); 2 bad input: unknown instance or AMI,
+(the output then shows what could be), or a restore failed, timed out or
+was declined; 2 bad input: unknown instance or AMI,
 an AMI not made by this stack, no such stack, bad arguments. Nothing is
 changed when the exit code is 2. See docs/cli.md."""
 
 
-def _command(work: Callable[..., View]) -> Callable[..., None]:
+def _command(work: Callable[..., View], *, interactive: bool = False) -> Callable[..., None]:
     """Adds the options every command takes (after the command, as in the AWS CLI), connects to the
     stack, shows the View and exits with its code.
 
-    Every failure ends as one line on stderr: CliError with its own code, an AWS failure with 1.
+    Every failure ends as one line on stderr: CliError with its own code, an AWS failure with 1. An
+    ``interactive`` command also gets ``as_json``: it prints and asks before it acts.
     """
 
     @click.option(
@@ -58,6 +62,8 @@ def _command(work: Callable[..., View]) -> Callable[..., None]:
     @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, for scripts.")
     @functools.wraps(work)
     def run(stack: str, profile: str | None, region: str | None, as_json: bool, **arguments: Any) -> None:
+        if interactive:
+            arguments["as_json"] = as_json
         try:
             code = show(work(Deployment.connect(profile, region, stack), **arguments), as_json=as_json)
         except CliError as error:
@@ -69,6 +75,10 @@ def _command(work: Callable[..., View]) -> Callable[..., None]:
     return run
 
 
+def _interactive_command(work: Callable[..., View]) -> Callable[..., None]:
+    return _command(work, interactive=True)
+
+
 def _fail(error: CliError) -> NoReturn:
     click.echo(f"amikeeper: error: {error}", err=True)
     raise SystemExit(error.exit_code)
@@ -77,7 +87,8 @@ def _fail(error: CliError) -> NoReturn:
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="amikeeper", prog_name="amikeeper")
 def cli() -> None:
-    """Operate an amikeeper stack with your own AWS credentials: see its backups, hold them, take one now."""
+    """Operate an amikeeper stack with your own AWS credentials: see its backups, hold them, take one now,
+    restore from one."""
 
 
 @cli.command(epilog=EPILOG)
@@ -124,3 +135,25 @@ def hold(deployment: Deployment, ami: str) -> View:
 def release(deployment: Deployment, ami: str) -> View:
     """Release AMI's legal hold: retention's rules apply to it again."""
     return release_image(deployment, ami)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("instance")
+@click.option("--backup", "image_id", metavar="AMI", help="This backup (of INSTANCE, by this stack).")
+@click.option("--at", metavar="TIME", help="The newest backup at or before TIME (ISO-8601 with offset).")
+@click.option("--mode", type=click.Choice(MODES), default="new-instance", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be done and ask EC2's DryRun; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it is up, or return.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_TIMEOUT_SECONDS,
+    show_default=True,
+    help="Seconds to wait before giving up (exit 1).",
+)
+@_interactive_command
+def restore(deployment: Deployment, instance: str, **options: Any) -> View:
+    """Restore INSTANCE from its newest available backup (or --backup / --at): as a new instance with its
+    recorded configuration, or by replacing the running instance's root volume in place."""
+    return restore_instance(deployment, Request(instance_id=instance, **options))

@@ -70,9 +70,10 @@ class Operator:
 
     region: str
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    def run(self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> Result:
+        """``input`` is what the operator types (answers to a confirmation)."""
         environment = {"AWS_REGION": self.region, "COLUMNS": COLUMNS} | dict(env or {})
-        return CliRunner().invoke(cli, list(args), env=environment, catch_exceptions=False)
+        return CliRunner().invoke(cli, list(args), env=environment, input=input, catch_exceptions=False)
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")
@@ -98,3 +99,56 @@ def table_rows(text: str) -> list[list[str]]:
         for line in text.splitlines()
         if line.startswith("│")
     ]
+
+
+@dataclass(frozen=True)
+class Configured:
+    """An instance launched with every setting a restore must bring back."""
+
+    instance_id: str
+    subnet_id: str
+    availability_zone: str
+    security_group_ids: tuple[str, ...]
+    profile_arn: str
+    key_name: str
+
+
+def configured_instance(region: str, tags: Mapping[str, str], *, data_volumes: int = 0) -> Configured:
+    """An m5.large in its own VPC subnet (zone b), two security groups, an instance profile and a key."""
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    zone = f"{region}b"
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24", AvailabilityZone=zone)["Subnet"]
+    groups = tuple(
+        ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+        for name in ("app", "ssh")
+    )
+    profile = boto3.client("iam", region_name=region).create_instance_profile(InstanceProfileName="app")
+    ec2.create_key_pair(KeyName="ops")
+    image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    response = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m5.large",
+        SubnetId=subnet["SubnetId"],
+        SecurityGroupIds=list(groups),
+        IamInstanceProfile={"Arn": profile["InstanceProfile"]["Arn"]},
+        KeyName="ops",
+        EbsOptimized=True,
+        BlockDeviceMappings=[
+            {"DeviceName": f"/dev/sd{chr(ord('f') + index)}", "Ebs": {"VolumeSize": 20 + 10 * index}}
+            for index in range(data_volumes)
+        ],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    return Configured(
+        instance_id=response["Instances"][0]["InstanceId"],
+        subnet_id=subnet["SubnetId"],
+        availability_zone=zone,
+        security_group_ids=groups,
+        profile_arn=profile["InstanceProfile"]["Arn"],
+        key_name="ops",
+    )

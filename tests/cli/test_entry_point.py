@@ -27,7 +27,7 @@ def test_help_offers_exactly_the_operator_commands_and_the_exit_codes() -> None:
     # When the operator asks for help
     result = CliRunner().invoke(cli, ["--help"])
 
-    # Then the six commands are listed (restore and drills are not offered yet), with the exit codes
+    # Then the seven commands are listed (drills are not offered yet), with the exit codes
     assert result.exit_code == 0
     commands = result.stdout.split("Commands:")[1].split("\n\n")[0]
     assert [line.split()[0] for line in commands.strip().splitlines()] == [
@@ -36,6 +36,7 @@ def test_help_offers_exactly_the_operator_commands_and_the_exit_codes() -> None:
         "hold",
         "plan",
         "release",
+        "restore",
         "status",
     ]
     assert "Exit codes: 0 done; 1" in result.stdout

@@ -5,7 +5,8 @@
 - which retention governs the backups of an instance that is gone or no longer opted in: the expression
   recorded on its newest backup (``amikeeper:retain``), so a ``Backup:Retain`` override outlives the
   instance and its tags;
-- which tags a backup carries (SPEC §5), within EC2's limit of 50 tags a resource.
+- which tags a backup carries (SPEC §5), within EC2's limit of 50 tags a resource, among them the
+  instance's launch configuration, and how a restore reads that configuration back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from datetime import datetime
 
 from amikeeper.model import (
     INSTANCE_ID,
+    LAUNCH_AZ,
+    LAUNCH_EBS_OPTIMIZED,
+    LAUNCH_KEY,
+    LAUNCH_PROFILE,
+    LAUNCH_SECURITY_GROUPS,
+    LAUNCH_SUBNET,
+    LAUNCH_TYPE,
     MANAGED_BY,
     POLICY,
     RETAIN,
@@ -23,6 +31,7 @@ from amikeeper.model import (
     TRIGGER,
     Image,
     Instance,
+    LaunchConfig,
     Stack,
     WorkItem,
 )
@@ -116,9 +125,11 @@ def backup_tags(
     policy: Policy,
     trigger: Trigger,
     slot: datetime,
+    launch: LaunchConfig | None = None,
 ) -> BackupTags:
     """SPEC §5: the instance's Name and CopyTags (in that order, at most MAX_COPIED_TAGS, values cut to
-    EC2's 256 characters), then amikeeper's own keys, which always fit and always win."""
+    EC2's 256 characters), then amikeeper's own keys (the launch configuration among them), which always
+    fit and always win."""
     own = {
         MANAGED_BY: stack_name,
         INSTANCE_ID: instance_id,
@@ -126,10 +137,56 @@ def backup_tags(
         TRIGGER: trigger,
         SLOT: format_slot(slot),
         RETAIN: str(policy.retention),
-    }
+    } | (launch_tags(launch) if launch is not None else {})
     wanted = [key for key in dict.fromkeys(["Name", *copy_tags]) if _copyable(key, instance_tags, own)]
     copied = {key: instance_tags[key][:TAG_VALUE_MAX] for key in wanted[:MAX_COPIED_TAGS]}
     return BackupTags(copied | own, tuple(wanted[MAX_COPIED_TAGS:]))
+
+
+def launch_tags(launch: LaunchConfig) -> dict[str, str]:
+    """The launch configuration as tags; "" records that the instance had none.
+
+    A value longer than a tag holds is left out rather than cut: a cut security-group list or profile
+    ARN would restore a different machine, a missing one makes the restore say it cannot know.
+    """
+    values = {
+        LAUNCH_TYPE: launch.instance_type,
+        LAUNCH_SUBNET: launch.subnet_id or "",
+        LAUNCH_AZ: launch.availability_zone or "",
+        LAUNCH_SECURITY_GROUPS: ",".join(launch.security_group_ids),
+        LAUNCH_PROFILE: launch.instance_profile_arn or "",
+        LAUNCH_KEY: launch.key_name or "",
+        LAUNCH_EBS_OPTIMIZED: "true" if launch.ebs_optimized else "false",
+    }
+    return {key: value for key, value in values.items() if len(value) <= TAG_VALUE_MAX}
+
+
+@dataclass(frozen=True)
+class RecordedLaunch:
+    """A backup's launch configuration as its tags record it; ``unknown`` names what they do not say."""
+
+    config: LaunchConfig
+    unknown: tuple[str, ...]
+
+
+def recorded_launch(tags: Mapping[str, str]) -> RecordedLaunch:
+    """What launch_tags wrote, read back; a missing key is unknown, not empty."""
+    unknown = tuple(
+        key
+        for key in (LAUNCH_TYPE, LAUNCH_SUBNET, LAUNCH_SECURITY_GROUPS, LAUNCH_PROFILE, LAUNCH_KEY)
+        if key not in tags
+    )
+    groups = tags.get(LAUNCH_SECURITY_GROUPS, "")
+    config = LaunchConfig(
+        instance_type=tags.get(LAUNCH_TYPE, ""),
+        subnet_id=tags.get(LAUNCH_SUBNET) or None,
+        availability_zone=tags.get(LAUNCH_AZ) or None,
+        security_group_ids=tuple(group for group in groups.split(",") if group),
+        instance_profile_arn=tags.get(LAUNCH_PROFILE) or None,
+        key_name=tags.get(LAUNCH_KEY) or None,
+        ebs_optimized=tags.get(LAUNCH_EBS_OPTIMIZED, "false") == "true",
+    )
+    return RecordedLaunch(config, unknown)
 
 
 def _copyable(key: str, instance_tags: Mapping[str, str], own: Mapping[str, str]) -> bool:
@@ -171,4 +228,5 @@ def tags_of(instance: Instance, policy: Policy, stack: Stack, trigger: Trigger, 
         policy=policy,
         trigger=trigger,
         slot=slot,
+        launch=instance.launch,
     )

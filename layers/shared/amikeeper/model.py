@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GONE_SINCE",
     "INSTANCE_ID",
+    "LAUNCH_TAGS",
     "MANAGED_BY",
     "POLICY",
     "RETAIN",
@@ -31,6 +32,7 @@ __all__ = [
     "TRIGGERS",
     "Image",
     "Instance",
+    "LaunchConfig",
     "Snapshot",
     "Stack",
     "TagKeys",
@@ -53,6 +55,27 @@ GONE_SINCE = "amikeeper:instance-gone-since"
 # When a restore drill last brought this backup up and saw its status checks pass (UTC, slot format):
 # written by the restore drills, read by the operator CLI's `status`.
 RESTORE_VERIFIED = "amikeeper:restore-verified"
+# The instance's launch configuration, recorded on each backup by CreateImage itself (no extra call) so
+# that `amikeeper restore` can rebuild the instance after it is gone. A key that is absent means "not
+# known" (an older backup, or a value longer than a tag holds); an empty value means the instance had none.
+LAUNCH_TYPE = "amikeeper:launch-type"
+LAUNCH_SUBNET = "amikeeper:launch-subnet"
+LAUNCH_AZ = "amikeeper:launch-az"
+LAUNCH_SECURITY_GROUPS = "amikeeper:launch-security-groups"  # comma-separated group ids
+LAUNCH_PROFILE = "amikeeper:launch-profile"  # the instance profile's ARN
+LAUNCH_KEY = "amikeeper:launch-key"
+LAUNCH_EBS_OPTIMIZED = "amikeeper:launch-ebs-optimized"  # "true" or "false"
+LAUNCH_TAGS = (
+    LAUNCH_TYPE,
+    LAUNCH_SUBNET,
+    LAUNCH_AZ,
+    LAUNCH_SECURITY_GROUPS,
+    LAUNCH_PROFILE,
+    LAUNCH_KEY,
+    LAUNCH_EBS_OPTIMIZED,
+)
+# On an instance `amikeeper restore` launched: the backup it came from.
+RESTORED_FROM = "amikeeper:restored-from"
 
 TERMINATED = "terminated"
 
@@ -98,14 +121,29 @@ class Stack:
 
 
 @dataclass(frozen=True)
+class LaunchConfig:
+    """What RunInstances needs to launch a copy of an instance, as DescribeInstances reports it."""
+
+    instance_type: str
+    subnet_id: str | None = None
+    availability_zone: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    instance_profile_arn: str | None = None
+    key_name: str | None = None
+    ebs_optimized: bool = False
+
+
+@dataclass(frozen=True)
 class Instance:
-    """An EC2 instance: its state and tags, when it was launched and from which AMI."""
+    """An EC2 instance: its state and tags, when it was launched, from which AMI and how."""
 
     instance_id: str
     state: str
     tags: Mapping[str, str] = field(default_factory=dict)
     launch_time: datetime | None = None
     image_id: str | None = None
+    # None when the instance was built by hand (tests) rather than read from DescribeInstances.
+    launch: LaunchConfig | None = None
 
     @property
     def name(self) -> str | None:

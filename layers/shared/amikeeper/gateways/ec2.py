@@ -1,4 +1,5 @@
-"""Every EC2 call amikeeper makes, for one region: reads, CreateImage, and retention's deletions.
+"""Every EC2 call amikeeper makes, for one region: reads, CreateImage, retention's deletions, and the
+operator CLI's restores.
 
 Reads are region-wide, paginated and filtered on the server (one run costs a handful of pages per region
 however many instances it covers, never one call per instance), or batched by EC2's own limit
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,6 +28,7 @@ from amikeeper.model import (
     TRIGGER,
     Image,
     Instance,
+    LaunchConfig,
     Snapshot,
     WorkItem,
     tag_map,
@@ -34,12 +36,15 @@ from amikeeper.model import (
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.literals import InstanceTypeType
     from mypy_boto3_ec2.type_defs import (
         DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
         FilterTypeDef,
         ImageTypeDef,
+        InstanceStatusSummaryTypeDef,
         InstanceTypeDef,
         LaunchTemplateVersionTypeDef,
+        RunInstancesRequestTypeDef,
         TagTypeDef,
     )
 
@@ -57,6 +62,8 @@ LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 INSTANCE_STATES_THAT_USE = ["pending", "running", "shutting-down", "stopping", "stopped"]
 
 DUPLICATE_NAME = "InvalidAMIName.Duplicate"
+# What EC2 answers a DryRun request it would have carried out.
+DRY_RUN_PASSED = "DryRunOperation"
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 IMAGE_NOT_FOUND = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed")
 SNAPSHOT_IN_USE = "InvalidSnapshot.InUse"
@@ -139,6 +146,25 @@ class Deregistration:
     method: Literal["DeleteAssociatedSnapshots", "DeleteSnapshot"]
 
 
+@dataclass(frozen=True)
+class InstanceHealth:
+    """An instance's state and its two status checks (`ok`, `initializing`, `impaired`, …), each with the
+    name of the detail that is not `passed` when there is one."""
+
+    state: str
+    instance_check: str
+    system_check: str
+    instance_detail: str = ""
+    system_detail: str = ""
+
+
+@dataclass(frozen=True)
+class RootTask:
+    task_id: str
+    instance_id: str
+    state: str
+
+
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -156,6 +182,17 @@ def _instance(data: InstanceTypeDef) -> Instance:
         tags=tag_map(data.get("Tags")),
         launch_time=data.get("LaunchTime"),
         image_id=data.get("ImageId"),
+        launch=LaunchConfig(
+            instance_type=data["InstanceType"],
+            subnet_id=data.get("SubnetId"),
+            availability_zone=data.get("Placement", {}).get("AvailabilityZone"),
+            security_group_ids=tuple(
+                group["GroupId"] for group in data.get("SecurityGroups", []) if "GroupId" in group
+            ),
+            instance_profile_arn=data.get("IamInstanceProfile", {}).get("Arn"),
+            key_name=data.get("KeyName"),
+            ebs_optimized=bool(data.get("EbsOptimized", False)),
+        ),
     )
 
 
@@ -430,6 +467,89 @@ class Ec2Gateway:
             for template in page.get("LaunchTemplates", [])
         ]
 
+    # --- restores (the operator CLI) -------------------------------------------------------------------------
+    def run_from_backup(
+        self, image_id: str, launch: LaunchConfig, tags: Mapping[str, str], *, dry_run: bool = False
+    ) -> str | None:
+        """RunInstances of one instance from a backup with a recorded launch configuration; its id.
+
+        The AMI's own block device mappings bring every volume back, so none are given here. The subnet
+        fixes the availability zone. With ``dry_run`` EC2 only checks the request: None when it would
+        have succeeded, its ClientError otherwise.
+        """
+        request: RunInstancesRequestTypeDef = {
+            "ImageId": image_id,
+            "MinCount": 1,
+            "MaxCount": 1,
+            # A recorded value EC2 itself reported; EC2 rejects it if the type has since been retired.
+            "InstanceType": cast("InstanceTypeType", launch.instance_type),
+            "EbsOptimized": launch.ebs_optimized,
+            "DryRun": dry_run,
+        }
+        if launch.subnet_id:
+            request["SubnetId"] = launch.subnet_id
+        if launch.security_group_ids:
+            request["SecurityGroupIds"] = list(launch.security_group_ids)
+        if launch.instance_profile_arn:
+            request["IamInstanceProfile"] = {"Arn": launch.instance_profile_arn}
+        if launch.key_name:
+            request["KeyName"] = launch.key_name
+        if tags:
+            listed: list[TagTypeDef] = [{"Key": key, "Value": value} for key, value in tags.items()]
+            request["TagSpecifications"] = [
+                {"ResourceType": "instance", "Tags": listed},
+                {"ResourceType": "volume", "Tags": listed},
+            ]
+        try:
+            response = self._client.run_instances(**request)
+        except ClientError as error:
+            if dry_run and error_code(error) == DRY_RUN_PASSED:
+                return None
+            raise
+        return response["Instances"][0]["InstanceId"]
+
+    def replace_root(self, instance_id: str, image_id: str, *, dry_run: bool = False) -> str | None:
+        """CreateReplaceRootVolumeTask from a backup, keeping the replaced root volume (detached) so a
+        restore in place can itself be undone; the task id, or None for a dry run that would succeed."""
+        try:
+            response = self._client.create_replace_root_volume_task(
+                InstanceId=instance_id, ImageId=image_id, DeleteReplacedRootVolume=False, DryRun=dry_run
+            )
+        except ClientError as error:
+            if dry_run and error_code(error) == DRY_RUN_PASSED:
+                return None
+            raise
+        return response["ReplaceRootVolumeTask"]["ReplaceRootVolumeTaskId"]
+
+    def replace_root_task(self, task_id: str) -> RootTask:
+        """One replace-root-volume task; `pending` while EC2 does not list the new task yet."""
+        response = self._client.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=[task_id])
+        for task in response.get("ReplaceRootVolumeTasks", []):
+            return RootTask(task_id, task.get("InstanceId", ""), task.get("TaskState", "pending"))
+        return RootTask(task_id, "", "pending")
+
+    def instance_status(self, instance_id: str) -> InstanceHealth | None:
+        """DescribeInstanceStatus of one instance in any state; None while EC2 does not list it yet (a
+        new instance takes a moment to appear)."""
+        try:
+            response = self._client.describe_instance_status(
+                InstanceIds=[instance_id], IncludeAllInstances=True
+            )
+        except ClientError as error:
+            if error_code(error) == INSTANCE_NOT_FOUND:
+                return None
+            raise
+        for status in response.get("InstanceStatuses", []):
+            instance, system = status.get("InstanceStatus", {}), status.get("SystemStatus", {})
+            return InstanceHealth(
+                state=status.get("InstanceState", {}).get("Name", "pending"),
+                instance_check=instance.get("Status", "initializing"),
+                system_check=system.get("Status", "initializing"),
+                instance_detail=_failing_detail(instance),
+                system_detail=_failing_detail(system),
+            )
+        return None
+
     # --- deletion ---------------------------------------------------------------------------------------
     def deregister(
         self, image_id: str, snapshot_ids: Sequence[str], managed_snapshot_ids: Collection[str]
@@ -488,6 +608,14 @@ class Ec2Gateway:
         except (ClientError, BotoCoreError) as error:
             before = f"DeleteAssociatedSnapshots answered {first_failure}; " if first_failure else ""
             return SnapshotDeletion(snapshot_id, "failed", f"{before}DeleteSnapshot: {error}")
+
+
+def _failing_detail(summary: InstanceStatusSummaryTypeDef) -> str:
+    return ", ".join(
+        f"{detail.get('Name', '?')} {detail.get('Status', '?')}"
+        for detail in summary.get("Details", [])
+        if detail.get("Status") != "passed"
+    )
 
 
 def _images_of_versions(versions: Iterable[LaunchTemplateVersionTypeDef]) -> dict[str, set[str]]:
