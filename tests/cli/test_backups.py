@@ -39,8 +39,8 @@ def test_backups_shows_retention_reasons_hold_and_use_of_each_backup(operator: O
     assert (listed[9]["action"], listed[9]["outcome"], listed[9]["held"]) == ("keep", "held", True)
     assert "held" in listed[9]["reasons"]
     assert listed[8]["reasons"] == ["in use"]
-    # retention.find_in_use names the instance twice: from DescribeImageReferences and from the listing
-    assert listed[8]["used_by"] == [f"instance {user}", f"instance {user} (running)"]
+    # (once, with its state, though both the listing and DescribeImageReferences found it)
+    assert listed[8]["used_by"] == [f"instance {user} (running)"]
     assert document["policy"] == "default" and document["retention"] == "last=3"
     # And the table says the same to a person
     rows = {row[0]: row for row in table_rows(table.stdout)}
@@ -49,7 +49,7 @@ def test_backups_shows_retention_reasons_hold_and_use_of_each_backup(operator: O
         "keep (kept-in-use)",
         "in use",
         "-",
-        f"instance {user}, instance {user} (running)",
+        f"instance {user} (running)",
     ]
     assert rows[amis[0]][4:6] == ["keep (kept)", "last #1; newest backup"]
     assert rows[amis[3]][4:6] == ["delete (expired)", "expired"]
