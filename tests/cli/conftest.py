@@ -1,9 +1,8 @@
 """The operator CLI against a deployed stack in moto.
 
 The CLI learns the stack's settings from the deployed PlannerFunction (CloudFormation names it, Lambda
-gives its environment), so the stack's functions are registered in moto's CloudFormation and Lambda
-with the environment tests/sam_local.py resolves from template.yaml for this moto stack: the values a
-real deployment of these parameters would carry.
+gives its environment), so the stack's functions are registered in moto's CloudFormation and Lambda by
+tests/fixtures/deployed.py, which the demo's restore chapter uses as well.
 """
 
 from __future__ import annotations
@@ -21,39 +20,13 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
 from amikeeper_cli.main import cli
+from tests.fixtures.deployed import deploy as deploy  # noqa: PLC0414 (re-exported for the CLI tests)
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.stack import MotoStack, create_stack
 from tests.sam_local import SamApp
 
-# Lambda refuses reserved variables in a function's configuration; it sets them itself at run time.
-RESERVED = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})
 # Wide enough that no identifier folds onto a second line: assertions read what a wide terminal shows.
 COLUMNS = "300"
-
-
-def deploy(stack: MotoStack, app: SamApp, stack_name: str = "amikeeper") -> None:
-    """Register every function of the template in moto under a CloudFormation stack named ``stack_name``."""
-    role = boto3.client("iam", region_name=stack.region).create_role(
-        RoleName=f"{stack_name}-functions", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
-    )["Role"]["Arn"]
-    resources: dict[str, Any] = {}
-    for logical_id, function in stack.deploy(app).items():
-        variables = {k: v for k, v in function.environment.items() if k not in RESERVED}
-        resources[logical_id] = {
-            "Type": "AWS::Lambda::Function",
-            "Properties": {
-                "FunctionName": function.function_name,
-                "Runtime": "python3.13",
-                "Handler": function.handler,
-                "Role": role,
-                # Never run: the CLI reads the configuration only.
-                "Code": {"ZipFile": "def handler(event, context):\n    return None\n"},
-                "Environment": {"Variables": variables},
-            },
-        }
-    boto3.client("cloudformation", region_name=stack.region).create_stack(
-        StackName=stack_name, TemplateBody=json.dumps({"Resources": resources})
-    )
 
 
 @pytest.fixture
