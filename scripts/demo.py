@@ -7,10 +7,11 @@ with the events/ files, against a simulated AWS that behaves like EC2 where moto
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from scripts.demo_backup import POLICIES, scheduled_backups
 from scripts.demo_events import events_and_report
+from scripts.demo_restore import operator_restore
 from scripts.demo_retention import retention_history
 from scripts.demo_world import demo_world
 
@@ -23,6 +24,8 @@ def main() -> None:
         fleet = scheduled_backups(world, NOW)
         next_day = retention_history(world, fleet, NOW)
         events_and_report(world, fleet, next_day)
+        # After chapter 3's 07:00 report, the operator looks.
+        operator_restore(world, fleet, next_day + timedelta(hours=7, minutes=30))
     print("\nDone: everything above ran in-process against moto; no AWS account was used.")
 
 

@@ -1,0 +1,43 @@
+"""`make demo` runs to the end, and its last chapter shows an operator restoring a terminated instance
+through the CLI: what they typed, what the CLI printed, and the new instance next to the original."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scripts import demo
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_a_terminated_instance_restored_through_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When the whole demo runs
+    demo.main()
+    out = capsys.readouterr().out
+    chapter = out[out.index("=== 4. ") :]
+
+    # Then the operator's status table shows the demo fleet as the CLI prints it
+    assert "$ amikeeper status" in chapter
+    assert "4 opted-in instance(s) of stack amikeeper at 2027-01-29T07:30:00Z" in chapter
+    assert re.search(
+        r"│ eu-west-1 │ i-\w+ +│ web-1 +│ default │ daily@03:00 │ ami-\w+ .*│ violation │", chapter
+    )
+    # And web-1 is terminated, a dry run changes nothing, and the restore waits for its status checks
+    [web] = re.findall(r"web-1 \((i-\w+)\) is terminated by mistake", chapter)
+    assert f"$ amikeeper restore {web} --dry-run" in chapter
+    assert "Dry run: EC2 says the request would succeed; nothing was changed." in chapter
+    assert f"$ amikeeper restore {web} --yes" in chapter
+    assert "new instance running, status checks ok: done in 30s." in chapter
+    assert "(exit code" not in chapter
+    # And the restored instance runs in the original's subnet and security groups, with its Name
+    rows = re.findall(
+        r"^  (i-\w+) +(terminated|running) +(subnet-\w+) +(.+?) +none +none +(.+)$", chapter, re.M
+    )
+    [(original, _, subnet, groups, tags), (restored, _, new_subnet, new_groups, new_tags)] = rows
+    assert (original, restored != web) == (web, True)
+    assert (new_subnet, new_groups) == (subnet, groups)
+    assert "Name=web-1" in tags and "Name=web-1, amikeeper:restored-from=ami-" in new_tags
+    assert out.rstrip().endswith("no AWS account was used.")
