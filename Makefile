@@ -35,7 +35,7 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 ## The main job on the embedded default: a moto fleet, the deployed handlers, no AWS account.
 demo: $(VENV)/.installed
-	PYTHONPATH=layers/shared:. $(PY) -m scripts.demo
+	PYTHONPATH=layers/shared:cli:. $(PY) -m scripts.demo
 
 ## Lint, strict types, template checks (sam validate, cfn-lint, sam build) and every test.
 test: install lint types scan
