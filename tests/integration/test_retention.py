@@ -23,6 +23,7 @@ from amikeeper import retention as retention_module
 from amikeeper.config import load_settings
 from amikeeper.gateways import ec2 as ec2_gateway
 from amikeeper.model import GONE_SINCE, DeletionBatch, tag_map
+from amikeeper.pacing import TokenBucket
 from amikeeper.retention import REFERENCE_CHECK_LIMIT, DeleterDeps, RetentionDeps, delete_batch, run_retention
 from amikeeper.retention_plan import RetentionConfig
 from amikeeper.retention_result import RetentionResult
@@ -87,7 +88,6 @@ class Runner:
     runtime: Runtime
     stack: MotoStack
     sleeper: Sleeper = field(default_factory=Sleeper)
-    batches: list[DeletionBatch] = field(default_factory=list)
 
     def __call__(
         self,
@@ -96,28 +96,37 @@ class Runner:
         dry_run: bool = False,
         regions: tuple[str, ...] | None = None,
     ) -> RetentionResult:
-        settings = self.runtime.settings
-        config = RetentionConfig.from_settings(settings)
-        # As the handlers wire them, with the pacing on the fake clock; fresh clients for each run.
-        paced = Runtime(settings, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
-        planned = run_retention(
-            now,
-            regions or settings.regions,
-            self.runtime.catalog(),
-            config,
-            RetentionDeps(
-                ec2=paced.ec2,
-                autoscaling=paced.autoscaling,
-                deletions=paced.deletions,
-                notifier=paced.notifier,
-                ledger=paced.ledger,
-            ),
-            dry_run=dry_run,
+        return with_deletions(self.plan(now, dry_run=dry_run, regions=regions), self.delete_queued())
+
+    def plan(
+        self, now: datetime = NOW, *, dry_run: bool = False, regions: tuple[str, ...] | None = None
+    ) -> RetentionResult:
+        """The retention run alone: it plans and queues its deletions."""
+        paced = self._paced()
+        deps = RetentionDeps(
+            ec2=paced.ec2,
+            autoscaling=paced.autoscaling,
+            deletions=paced.deletions,
+            notifier=paced.notifier,
+            ledger=paced.ledger,
         )
-        deleter = DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
+        regions = regions or self.runtime.settings.regions
+        return run_retention(now, regions, self.runtime.catalog(), self._config, deps, dry_run=dry_run)
+
+    def delete_queued(self) -> list[RetentionResult]:
+        """What the deletion queue's event source does next: each batch to the deleter."""
+        paced = self._paced()
+        deps = DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
         batches = [DeletionBatch.model_validate_json(r["body"]) for r in self.stack.deletion_messages()]
-        self.batches.extend(batches)
-        return with_deletions(planned, [delete_batch(batch, config, deleter) for batch in batches])
+        return [delete_batch(batch, self._config, deps) for batch in batches]
+
+    @property
+    def _config(self) -> RetentionConfig:
+        return RetentionConfig.from_settings(self.runtime.settings)
+
+    def _paced(self) -> Runtime:
+        """As the handlers wire it, with the pacing on the fake clock; fresh clients for each step."""
+        return Runtime(self.runtime.settings, clock=self.sleeper.clock, sleep=self.sleeper.sleep)
 
 
 def with_deletions(planned: RetentionResult, deleted: list[RetentionResult]) -> RetentionResult:
@@ -712,23 +721,10 @@ def test_an_ami_held_after_the_plan_is_spared_by_the_deleter(
     # Given two expired backups, planned and queued for deletion
     web = fleet.launch(RETAIN_THREE)
     backups = [fleet.back_up(web, day(n)) for n in range(5)]
-    settings = run.runtime.settings
-    paced = Runtime(settings)
-    deps = RetentionDeps(
-        ec2=paced.ec2,
-        autoscaling=paced.autoscaling,
-        deletions=paced.deletions,
-        notifier=paced.notifier,
-        ledger=paced.ledger,
-    )
-    config = RetentionConfig.from_settings(settings)
-    run_retention(NOW, settings.regions, run.runtime.catalog(), config, deps, dry_run=False)
+    run.plan()
     # When someone holds one of them before the deleter gets to the batch
     fleet.tag(backups[4], **{"Backup:Hold": "true"})
-    [batch] = [DeletionBatch.model_validate_json(r["body"]) for r in stack.deletion_messages()]
-    done = delete_batch(
-        batch, config, DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
-    )
+    [done] = run.delete_queued()
     # Then only the other is deleted; the held one is spared, and that is no error
     [region] = done.regions
     assert (region.deleted, region.spared_held, region.error_count) == ([backups[3]], [backups[4]], 0)
@@ -786,3 +782,23 @@ def test_handlers_emit_the_retention_metrics(
         "OrphanSnapshotsDeleted": [0.0],
         "RetentionErrors": [0.0],
     }
+
+
+def test_the_deleter_deletes_at_the_pace_of_the_regions_bucket(fleet: Fleet, run: Runner) -> None:
+    # Given three expired backups queued for deletion, and a region bucket of one token refilled 5 a second
+    web = fleet.launch(RETAIN_THREE)
+    [fleet.back_up(web, day(n)) for n in range(6)]
+    run.plan()
+    sleeper = Sleeper()
+    bucket = TokenBucket(capacity=1, clock=sleeper.clock, sleep=sleeper.sleep)
+    deps = DeleterDeps(
+        ec2=lambda region: ec2_gateway.Ec2Gateway(clients.ec2(region), bucket),
+        notifier=run.runtime.notifier,
+        ledger=run.runtime.ledger,
+    )
+    [batch] = [DeletionBatch.model_validate_json(r["body"]) for r in run.stack.deletion_messages()]
+    # When the deleter works through the batch
+    [region] = delete_batch(batch, RetentionConfig.from_settings(run.runtime.settings), deps).regions
+    # Then it deleted all three, waiting for a token before the second and the third
+    assert len(region.deleted) == 3
+    assert sleeper.slept == pytest.approx([0.2, 0.2])
