@@ -4,9 +4,9 @@ queue."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from amikeeper.model import WorkItem
 
@@ -43,19 +43,12 @@ class WorkQueue:
         return sent
 
     def _send_batch(self, items: list[WorkItem]) -> int:
-        pending = {str(index): item for index, item in enumerate(items)}
-        reason = ""
-        for _ in range(ATTEMPTS):
-            entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                {"Id": key, "MessageBody": item.to_message()} for key, item in pending.items()
-            ]
-            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            failed = response.get("Failed", [])
-            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
-            if not pending:
-                return len(items)
-            reason = failed[0].get("Message", failed[0]["Code"])
-        raise EnqueueError([item.instance_id for item in pending.values()], reason)
+        refused, reason = _send_batch(
+            self._client, self._queue_url, items, lambda item: {"MessageBody": item.to_message()}
+        )
+        if refused:
+            raise EnqueueError([item.instance_id for item in refused], reason)
+        return len(items)
 
 
 class FifoMessage(Protocol):
@@ -71,6 +64,7 @@ class FifoMessage(Protocol):
 
 
 MessageT = TypeVar("MessageT", bound=FifoMessage)
+T = TypeVar("T")
 
 
 class FifoQueue:
@@ -89,23 +83,37 @@ class FifoQueue:
         """Queue every message, 10 a call; those SQS refused even after retries."""
         refused: list[MessageT] = []
         for start in range(0, len(messages), BATCH):
-            pending = {str(index): message for index, message in enumerate(messages[start : start + BATCH])}
-            for _ in range(ATTEMPTS):
-                entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                    {
-                        "Id": key,
-                        "MessageBody": message.to_message(),
-                        "MessageGroupId": message.region,
-                        "MessageDeduplicationId": message.deduplication_id,
-                    }
-                    for key, message in pending.items()
-                ]
-                response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-                pending = {entry["Id"]: pending[entry["Id"]] for entry in response.get("Failed", [])}
-                if not pending:
-                    break
-            refused.extend(pending.values())
+            left, _ = _send_batch(
+                self._client,
+                self._queue_url,
+                messages[start : start + BATCH],
+                lambda message: {
+                    "MessageBody": message.to_message(),
+                    "MessageGroupId": message.region,
+                    "MessageDeduplicationId": message.deduplication_id,
+                },
+            )
+            refused.extend(left)
         return refused
+
+
+def _send_batch(
+    client: SQSClient, queue_url: str, messages: Sequence[T], entry: Callable[[T], dict[str, str]]
+) -> tuple[list[T], str]:
+    """One SendMessageBatch of up to 10, the entries SQS refuses retried; what is still refused, and why."""
+    pending = {str(index): message for index, message in enumerate(messages)}
+    reason = ""
+    for _ in range(ATTEMPTS):
+        entries = [
+            cast("SendMessageBatchRequestEntryTypeDef", {"Id": key, **entry(message)})
+            for key, message in pending.items()
+        ]
+        failed = client.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
+        pending = {refusal["Id"]: pending[refusal["Id"]] for refusal in failed}
+        if not pending:
+            return [], ""
+        reason = failed[0].get("Message", failed[0]["Code"])
+    return list(pending.values()), reason
 
 
 class DeadLetterQueue:
