@@ -20,6 +20,7 @@ DEPS = AmiEventDeps(
     notifier=RUNTIME.notifier,
     stack_name=RUNTIME.settings.stack_name,
     notes=RUNTIME.backup_notes,
+    copies=RUNTIME.copies,
 )
 
 
@@ -41,5 +42,7 @@ def handler(event: AmiStateChange, context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric("TimeToAvailableSeconds", MetricUnit.Seconds, outcome.seconds_to_available)
     elif outcome.action == "failed":
         metrics.add_metric("BackupsFailed", MetricUnit.Count, 1)
+    if outcome.copy_error is not None:
+        logger.warning("copies not queued; retention's catch-up asks for them", extra=outcome.log_fields())
     logger.info(outcome.message, extra=outcome.log_fields())
     return outcome.response()

@@ -18,7 +18,7 @@ from amikeeper.runtime import Runtime
 
 RUNTIME = Runtime(load_settings(os.environ))
 CONFIG = RetentionConfig.from_settings(RUNTIME.settings)
-DEPS = DeleterDeps(ec2=RUNTIME.ec2, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger)
+DEPS = DeleterDeps(ec2=RUNTIME.location, notifier=RUNTIME.notifier, ledger=RUNTIME.ledger)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 

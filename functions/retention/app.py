@@ -18,9 +18,10 @@ from amikeeper.runtime import Runtime
 RUNTIME = Runtime(load_settings(os.environ))
 CONFIG = RetentionConfig.from_settings(RUNTIME.settings)
 DEPS = RetentionDeps(
-    ec2=RUNTIME.ec2,
-    autoscaling=RUNTIME.autoscaling,
+    ec2=RUNTIME.location,
+    autoscaling=RUNTIME.autoscaling_at,
     deletions=RUNTIME.deletions,
+    copies=RUNTIME.copies,
     notifier=RUNTIME.notifier,
     ledger=RUNTIME.ledger,
 )

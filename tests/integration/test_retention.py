@@ -104,9 +104,10 @@ class Runner:
         """The retention run alone: it plans and queues its deletions."""
         paced = self._paced()
         deps = RetentionDeps(
-            ec2=paced.ec2,
-            autoscaling=paced.autoscaling,
+            ec2=paced.location,
+            autoscaling=paced.autoscaling_at,
             deletions=paced.deletions,
+            copies=paced.copies,
             notifier=paced.notifier,
             ledger=paced.ledger,
         )
@@ -116,7 +117,7 @@ class Runner:
     def delete_queued(self) -> list[RetentionResult]:
         """What the deletion queue's event source does next: each batch to the deleter."""
         paced = self._paced()
-        deps = DeleterDeps(ec2=paced.ec2, notifier=paced.notifier, ledger=paced.ledger)
+        deps = DeleterDeps(ec2=paced.location, notifier=paced.notifier, ledger=paced.ledger)
         batches = [DeletionBatch.model_validate_json(r["body"]) for r in self.stack.deletion_messages()]
         return [delete_batch(batch, self._config, deps) for batch in batches]
 

@@ -118,6 +118,11 @@ def nothing_made_or_queued(world: World) -> None:
     assert world.queued() == [], "no backup is queued"
 
 
+def copy_failed_only(world: World) -> None:
+    assert world.images() == set(), "no AMI is made"
+    assert world.notified() == ["copy.failed"]
+
+
 def every_backup_is_still_there(world: World) -> None:
     assert world.images() == world.seeded.kept | world.seeded.expired
     assert world.queued() == []
@@ -218,6 +223,10 @@ EXPECTATIONS: dict[str, Expectation] = {
         },
         then=nothing_made_queued_or_notified,
     ),
+    # A copy of a backup this account does not have: nothing to copy, nothing made, nobody notified.
+    "copier-start.json": Expectation(answer={"batchItemFailures": []}, then=nothing_made_queued_or_notified),
+    # A vault copy followed without a vault role configured: one copy.failed that says what to set up.
+    "copier-check.json": Expectation(answer={"batchItemFailures": []}, then=copy_failed_only),
     # EC2 events for instances and AMIs this account does not have are ignored, each with its reason.
     "instance-state-running.json": ignored_instance(
         "instance-state-running.json", Mentions("running", "no action")

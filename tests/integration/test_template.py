@@ -63,6 +63,10 @@ CONTRACT_ENVIRONMENT = [
     "AMIKEEPER_ORPHAN_GRACE_DAYS",
     "AMIKEEPER_PENDING_TIMEOUT_HOURS",
     "AMIKEEPER_IDEMPOTENCY_TABLE",
+    "AMIKEEPER_COPY_QUEUE_URL",
+    "AMIKEEPER_VAULT_ROLE_ARN",
+    "AMIKEEPER_VAULT_EXTERNAL_ID",
+    "AMIKEEPER_COPY_ALLOWANCE_HOURS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -82,6 +86,10 @@ CONTRACT_PARAMETER_DEFAULTS: dict[str, Any] = {
     "RetentionSchedule": "rate(1 hour)",
     "ReportSchedule": "cron(0 7 * * ? *)",
     "PendingTimeoutHours": 6,
+    "CopyRegions": "",
+    "VaultRoleArn": "",
+    "VaultExternalId": "",
+    "CopyAllowanceHours": 6,
     "LogRetentionDays": 30,
     "LogLevel": "INFO",
 }
@@ -130,7 +138,19 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "ssm:GetParameter",
         *IDEMPOTENCY_CALLS,
     ],
-    "AmiStateFunction": ["ec2:DescribeImages", "sns:Publish", *IDEMPOTENCY_CALLS],
+    # A backup that becomes available is handed to the copier for each copy it is owed.
+    "AmiStateFunction": ["ec2:DescribeImages", "sqs:SendMessage", "sns:Publish", *IDEMPOTENCY_CALLS],
+    # Copies: started, followed with delayed messages to itself, recorded on the source when done.
+    "CopierFunction": [
+        "ec2:DescribeImages",
+        "ec2:DescribeSnapshots",
+        "ec2:CopyImage",
+        "ec2:CreateTags",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "sns:Publish",
+        *IDEMPOTENCY_CALLS,
+    ],
     "ReportFunction": [
         "ec2:DescribeInstances",
         "ec2:DescribeImages",
@@ -143,6 +163,8 @@ EC2_WRITES: dict[str, set[str]] = {
     "WorkerFunction": {"ec2:CreateImage", "ec2:CreateTags"},
     "RetentionFunction": {"ec2:CreateTags"},
     "DeleterFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot"},
+    # Sharing a source with the vault only when a vault role is set (see the vault tests).
+    "CopierFunction": {"ec2:CopyImage", "ec2:CreateTags"},
 }
 DELETE_ACTIONS = ("ec2:DeregisterImage", "ec2:DeleteSnapshot")
 AWS_MANAGED_POLICIES_ALLOWED = {
@@ -159,6 +181,7 @@ DEPLOYED_VALUES = {
     "AMIKEEPER_DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-WorkDeadLetterQueue-7XkP2mQ9vL3a",
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:amikeeper-NotificationTopic-Q1w2E3r4T5y6",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "amikeeper-IdempotencyTable-1AB2CD3EF4GH",
+    "AMIKEEPER_COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-copies",
 }
 
 
@@ -349,6 +372,7 @@ def test_the_template_declares_the_six_functions_of_the_contract_and_the_two_que
         "WorkerFunction",
         "RetentionFunction",
         "DeleterFunction",
+        "CopierFunction",
         "InstanceStateFunction",
         "AmiStateFunction",
         "ReportFunction",

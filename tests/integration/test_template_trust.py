@@ -486,6 +486,7 @@ DEPLOYED = {
     "AMIKEEPER_DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/d",
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "t",
+    "AMIKEEPER_COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/c",
 }
 STACKS = ("amikeeper-prod", "amikeeper-test")
 

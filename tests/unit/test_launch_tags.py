@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,10 @@ from amikeeper.backups import (
     recorded_launch,
     tags_of,
 )
+from amikeeper.copy_destinations import MAX_DESTINATIONS, CopyDestination
 from amikeeper.model import (
+    COPIED_PREFIX,
+    COPY_TO,
     GONE_SINCE,
     LAUNCH_PROFILE,
     LAUNCH_SECURITY_GROUPS,
@@ -81,12 +85,17 @@ def test_a_maximal_backup_still_fits_ec2s_fifty_tags() -> None:
     instance_tags = {"Name": "web-1"} | {f"Copy{index}": "v" for index in range(60)}
     stack = Stack("amikeeper", TagKeys("Backup"), copy_tags=tuple(f"Copy{index}" for index in range(60)))
     instance = Instance("i-00000000000000001", "running", instance_tags, launch=LAUNCH)
+    # and a policy copying to as many destinations as a policy may name
+    destinations = tuple(CopyDestination(region=f"eu-west-{n}") for n in range(1, MAX_DESTINATIONS + 1))
+    policy = replace(POLICY, copies=destinations)
     # When its tags are built
-    built = tags_of(instance, POLICY, stack, "schedule", SLOT)
-    # Then amikeeper's own keys, with those added later (gone-since, restore-verified, an operator's hold),
-    # stay within the reserved 20, every launch key is there, and the whole still fits EC2's 50
+    built = tags_of(instance, policy, stack, "schedule", SLOT)
+    # Then amikeeper's own keys, with those added later (gone-since, restore-verified, one per completed
+    # copy, an operator's hold), stay within the reserved ones, every launch key is there, and the whole
+    # still fits EC2's 50
     own = {key for key in built.tags if key.startswith("amikeeper:")}
-    later = {GONE_SINCE, RESTORE_VERIFIED, "Backup:Hold"}
+    later = {GONE_SINCE, RESTORE_VERIFIED, "Backup:Hold"} | {COPIED_PREFIX + d.key for d in destinations}
+    assert built.tags[COPY_TO] == ",".join(d.key for d in destinations)
     assert set(LAUNCH_TAGS) <= own
     assert len(own | later) <= RESERVED_TAGS
     assert len(built.tags) + len(later) <= EC2_TAG_LIMIT

@@ -21,8 +21,20 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from amikeeper.ami_events import ami_failed
 from amikeeper.backups import build_work_item
+from amikeeper.copies import copy_failed
 from amikeeper.instance_events import TerminatedInstance, instance_terminated
-from amikeeper.model import INSTANCE_ID, MANAGED_BY, POLICY, SLOT, TRIGGER, Image, Instance, Stack, TagKeys
+from amikeeper.model import (
+    INSTANCE_ID,
+    MANAGED_BY,
+    POLICY,
+    SLOT,
+    TRIGGER,
+    CopyTask,
+    Image,
+    Instance,
+    Stack,
+    TagKeys,
+)
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Event, Notification
 from amikeeper.planner import (
@@ -197,6 +209,23 @@ def retention_note() -> Notification:
     return retention_summary(RetentionResult(time=NOW, dry_run=False, regions=(outcome,)))
 
 
+def copy_notes() -> list[Notification]:
+    started = CopyTask(
+        source_region=REGION,
+        source_image_id="ami-0a1b2c3d4e5f60718",
+        destination="222233334444/eu-central-1",
+        stage="check",
+        copy_image_id="ami-0f9e8d7c6b5a43210",
+    )
+    refused = CopyTask(source_region=REGION, source_image_id="ami-0a1b2c3d4e5f60718", destination="us-east-1")
+    return [
+        copy_failed(
+            started, "copy ami-0f9e8d7c6b5a43210 in 222233334444/eu-central-1 ended failed: " + LONG_NAME
+        ),
+        copy_failed(refused, "CopyImage to us-east-1 refused (InvalidParameterValue): bad key"),
+    ]
+
+
 def every_notification() -> list[Any]:
     notes = [
         *planner_notes(),
@@ -206,6 +235,7 @@ def every_notification() -> list[Any]:
         *terminated_notes(),
         *report_notes(),
         retention_note(),
+        *copy_notes(),
     ]
     return [pytest.param(note, id=f"{note.event}-{index}") for index, note in enumerate(notes)]
 

@@ -6,24 +6,27 @@ amikeeper.gateways.backup_records) completes without an EC2 call; anything else,
 reason is in EC2), costs one DescribeImages.
 
 - ``available``: a completed backup; its time to available runs from its slot (or, without one, its
-  creation) to the event.
+  creation) to the event. Each copy the backup is owed (SPEC §9) is handed to the copier; should that
+  fail, retention's hourly catch-up asks for it.
 - ``failed``: a failed backup, and one ``backup.failed`` notice (stage ``image``) with EC2's reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from amikeeper.copies import CopyQueue
+from amikeeper.copy_plan import owed_copies
 from amikeeper.ec2_events import AmiStateChange
 from amikeeper.gateways.backup_records import BackupNote, BackupNotes
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
-from amikeeper.model import MANAGED_BY, Image
+from amikeeper.model import MANAGED_BY, CopyTask, Image
 from amikeeper.naming import format_slot
 from amikeeper.notifications import Notification
 
@@ -45,6 +48,8 @@ class AmiEventOutcome:
     message: str
     instance_id: str | None = None
     seconds_to_available: float | None = None
+    copies_queued: int = 0
+    copy_error: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -54,6 +59,8 @@ class AmiEventOutcome:
             "state": self.state,
             "instance_id": self.instance_id,
             "seconds_to_available": self.seconds_to_available,
+            "copies_queued": self.copies_queued,
+            "copy_error": self.copy_error,
         }
 
     def response(self) -> dict[str, Any]:
@@ -66,6 +73,7 @@ class AmiEventDeps:
     notifier: Notifier
     stack_name: str
     notes: BackupNotes
+    copies: CopyQueue
 
 
 def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutcome:
@@ -75,7 +83,12 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
     if state not in (AVAILABLE, FAILED):
         return _ignored(event, f"unknown AMI state {state!r}; amikeeper acts on available and failed only")
     if state == AVAILABLE and (note := _noted(event, deps)) is not None:
-        return _completed(event, note.image_id, note.instance_id, note.backup_time)
+        tasks = [
+            CopyTask(source_region=event.region, source_image_id=note.image_id, destination=key)
+            for key in note.copy_to
+            if key != event.region
+        ]
+        return _with_copies(_completed(event, note.image_id, note.instance_id, note.backup_time), tasks, deps)
     image = deps.ec2(event.region).image(event.detail.image_id)
     if image is None:
         return _ignored(event, "AMI no longer exists (already deregistered)")
@@ -84,7 +97,8 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         made_by = f"stack {owner!r}" if owner else "another tool or a person"
         return _ignored(event, f"AMI is not a backup of this stack (made by {made_by})")
     if state == AVAILABLE:
-        return _completed(event, image.image_id, image.instance_id, image.backup_time)
+        completed = _completed(event, image.image_id, image.instance_id, image.backup_time)
+        return _with_copies(completed, owed_copies(image, event.region, deps.stack_name), deps)
     reason = image.state_reason or event.detail.error_message.strip() or NO_REASON
     deps.notifier.publish(ami_failed(event.region, image, reason))
     return AmiEventOutcome(
@@ -95,6 +109,20 @@ def handle_ami_state(event: AmiStateChange, deps: AmiEventDeps) -> AmiEventOutco
         message=f"backup of {image.instance_id} failed: {reason}",
         instance_id=image.instance_id,
     )
+
+
+def _with_copies(outcome: AmiEventOutcome, tasks: list[CopyTask], deps: AmiEventDeps) -> AmiEventOutcome:
+    if not tasks:
+        return outcome
+    try:
+        refused = deps.copies.send(tasks)
+    except (ClientError, BotoCoreError) as error:
+        return replace(outcome, copy_error=f"{type(error).__name__}: {error}")
+    if refused:
+        return replace(
+            outcome, copies_queued=len(tasks) - len(refused), copy_error=f"{len(refused)} not queued"
+        )
+    return replace(outcome, copies_queued=len(tasks))
 
 
 def _noted(event: AmiStateChange, deps: AmiEventDeps) -> BackupNote | None:

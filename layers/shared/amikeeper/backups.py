@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from amikeeper.copy_destinations import encode_keys
 from amikeeper.model import (
+    COPY_TO,
     INSTANCE_ID,
     LAUNCH_AZ,
     LAUNCH_EBS_OPTIMIZED,
@@ -40,10 +42,11 @@ from amikeeper.policies import DEFAULT_POLICY, TRUE_WORDS, Policy, PolicyCatalog
 from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
 
 HOLD_SUFFIX = ":hold"
-# EC2 allows 50 tags on an AMI or snapshot. amikeeper's own keys, the ones it adds later (gone-since),
+# EC2 allows 50 tags on an AMI or snapshot. amikeeper's own keys (the launch configuration and copy
+# destinations among them), the ones it adds later (gone-since, restore-verified, one per completed copy),
 # an operator's hold and room for the keys of coming features are reserved; the copied ones share the rest.
 EC2_TAG_LIMIT = 50
-RESERVED_TAGS = 20
+RESERVED_TAGS = 25
 MAX_COPIED_TAGS = EC2_TAG_LIMIT - RESERVED_TAGS
 TAG_VALUE_MAX = 256
 
@@ -138,6 +141,8 @@ def backup_tags(
         SLOT: format_slot(slot),
         RETAIN: str(policy.retention),
     } | (launch_tags(launch) if launch is not None else {})
+    if policy.copies:
+        own[COPY_TO] = encode_keys(policy.copies)
     wanted = [key for key in dict.fromkeys(["Name", *copy_tags]) if _copyable(key, instance_tags, own)]
     copied = {key: instance_tags[key][:TAG_VALUE_MAX] for key in wanted[:MAX_COPIED_TAGS]}
     return BackupTags(copied | own, tuple(wanted[MAX_COPIED_TAGS:]))

@@ -19,6 +19,7 @@ from amikeeper.schedules import ScheduleError, parse_schedule
 PREFIX = "AMIKEEPER_"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TAG_KEY = re.compile(r"^[^\s:][^:]{0,100}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,12 @@ class Settings:
     pending_timeout_hours: int
     idempotency_table: str
     home_region: str
+    copy_queue_url: str
+    # The vault account's role (vault/template.yaml) and its external id; None when no vault is set up.
+    vault_role_arn: str | None
+    vault_external_id: str | None
+    # How much older than its schedule's interval an instance's newest copy may be before the report flags it.
+    copy_allowance_hours: int
 
     @property
     def tag_keys(self) -> TagKeys:
@@ -67,6 +74,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if not _TAG_KEY.match(opt_in):
         raise ConfigError(PREFIX + "OPT_IN_TAG_KEY", f"{opt_in!r} is not a usable tag key (no ':' or spaces)")
     time_zone = reader.zone("TIME_ZONE")
+    vault_role_arn = reader.role_arn("VAULT_ROLE_ARN")
+    vault_external_id = reader.raw("VAULT_EXTERNAL_ID") or None
+    if vault_role_arn and not vault_external_id:
+        raise ConfigError(PREFIX + "VAULT_EXTERNAL_ID", "is missing: the vault role is only assumed with it")
     return Settings(
         stack_name=reader.required("STACK_NAME"),
         opt_in_tag_key=opt_in,
@@ -86,6 +97,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         pending_timeout_hours=reader.integer("PENDING_TIMEOUT_HOURS", minimum=1, maximum=720),
         idempotency_table=reader.required("IDEMPOTENCY_TABLE"),
         home_region=home_region,
+        copy_queue_url=reader.required("COPY_QUEUE_URL"),
+        vault_role_arn=vault_role_arn,
+        vault_external_id=vault_external_id,
+        copy_allowance_hours=reader.integer("COPY_ALLOWANCE_HOURS", minimum=0, maximum=720),
     )
 
 
@@ -127,6 +142,12 @@ class _Reader:
         except RetentionError as error:
             raise ConfigError(PREFIX + name, str(error)) from None
         return text
+
+    def role_arn(self, name: str) -> str | None:
+        text = self.raw(name)
+        if text and not _ROLE_ARN.match(text):
+            raise ConfigError(PREFIX + name, f"{text!r} is not an IAM role ARN")
+        return text or None
 
     def zone(self, name: str) -> ZoneInfo:
         text = self.raw(name) or "UTC"

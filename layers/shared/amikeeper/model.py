@@ -74,6 +74,17 @@ LAUNCH_TAGS = (
     LAUNCH_KEY,
     LAUNCH_EBS_OPTIMIZED,
 )
+# Copies (SPEC §9). On a backup: the keys of the destinations it is to be copied to (comma-separated, see
+# amikeeper.copy_destinations), written by CreateImage. On a copy, written by CopyImage: the source AMI,
+# its region and account. On a backup whose copy to a destination completed: COPIED_PREFIX + the
+# destination's key, valued with the copy's id, so that a copy retention later deletes is never made again
+# and the report and the CLI see every copy from the source's own listing.
+COPY_TO = "amikeeper:copy-to"
+COPY_OF = "amikeeper:copy-of"
+SOURCE_REGION = "amikeeper:source-region"
+SOURCE_ACCOUNT = "amikeeper:source-account"
+COPIED_PREFIX = "amikeeper:copied:"
+
 # On an instance `amikeeper restore` launched: the backup it came from.
 RESTORED_FROM = "amikeeper:restored-from"
 
@@ -109,6 +120,10 @@ class TagKeys:
     @property
     def hold(self) -> str:
         return f"{self.opt_in}:Hold"
+
+    @property
+    def copy_to(self) -> str:
+        return f"{self.opt_in}:CopyTo"
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,7 @@ class Image:
     tags: Mapping[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
     state_reason: str | None = None
+    owner_id: str | None = None  # the account, as DescribeImages reports it
 
     @property
     def instance_id(self) -> str | None:
@@ -187,6 +203,20 @@ class Image:
             return parse_slot(text)
         except InvalidSlotError:
             return None
+
+    @property
+    def copy_of(self) -> str | None:
+        """The source AMI when this is a disaster-recovery copy, else None."""
+        return self.tags.get(COPY_OF)
+
+    @property
+    def copies(self) -> dict[str, str]:
+        """Destination key -> copy id, for each completed copy of this backup."""
+        return {
+            key[len(COPIED_PREFIX) :]: value
+            for key, value in self.tags.items()
+            if key.startswith(COPIED_PREFIX)
+        }
 
     @property
     def backup_time(self) -> datetime:
@@ -289,3 +319,27 @@ class DeletionBatch(BaseModel):
     def deduplication_id(self) -> str:
         """A batch the run sends twice (a retried run plans the same batches) is deleted once."""
         return f"{self.region}#{self.scheduled_time.isoformat()}#{self.sequence}"
+
+
+class CopyTask(BaseModel):
+    """One backup to copy to one destination (SPEC §9), as it travels through the copy queue.
+
+    ``start`` asks for the copy; ``check`` looks at a started copy until it is available or failed. The
+    copier sends the task on to itself with a delay (SQS DelaySeconds) for each next look, so that no
+    function ever waits.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    source_region: str = Field(min_length=1)
+    source_image_id: str = Field(pattern=r"^ami-[0-9a-f]{8,17}$")
+    destination: str = Field(pattern=r"^(\d{12}/)?[a-z]{2}(-[a-z]+)+-\d+$")
+    stage: Literal["start", "check"] = "start"
+    copy_image_id: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]{8,17}$")
+    started_at: AwareDatetime | None = None
+    # How many times this stage has waited: the next delay grows with it.
+    waits: int = Field(default=0, ge=0)
+
+    def to_message(self) -> str:
+        return self.model_dump_json()

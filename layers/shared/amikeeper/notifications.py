@@ -23,6 +23,7 @@ Event = Literal[
     "policy.invalid",
     "rpo.violation",
     "report.daily",
+    "copy.failed",
 ]
 Severity = Literal["info", "warning", "error"]
 

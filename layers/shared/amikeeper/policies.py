@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from amikeeper.copy_destinations import (
+    CopyDestination,
+    CopyDestinationError,
+    parse_copies,
+    parse_copy_to,
+    with_regions,
+)
 from amikeeper.model import TagKeys
 from amikeeper.retention_rules import RetentionError, RetentionRules, parse_retention
 from amikeeper.schedules import Schedule, ScheduleError, parse_schedule
@@ -21,7 +28,7 @@ TRUE_WORDS = frozenset({"true", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "no", "off"})
 OPT_IN_DEFAULT_WORDS = TRUE_WORDS | {DEFAULT_POLICY}
 _POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_POLICY_FIELDS = frozenset({"schedule", "retain", "no_reboot", "on_stop"})
+_POLICY_FIELDS = frozenset({"schedule", "retain", "no_reboot", "on_stop", "copies"})
 
 
 class InvalidTag(ValueError):
@@ -45,6 +52,7 @@ class Policy:
     retention: RetentionRules
     no_reboot: bool = True
     on_stop: bool = False
+    copies: tuple[CopyDestination, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,9 @@ def _parse_policy(name: str, body: object, default: Policy, tz: ZoneInfo) -> Pol
             policy = replace(policy, schedule=parse_schedule(_text(name, "schedule", body), tz))
         if "retain" in body:
             policy = replace(policy, retention=parse_retention(_text(name, "retain", body)))
-    except (ScheduleError, RetentionError) as error:
+        if "copies" in body:
+            policy = replace(policy, copies=parse_copies(body["copies"]))
+    except (ScheduleError, RetentionError, CopyDestinationError) as error:
         raise PolicyDocumentError(f"policy {name!r}: {error}") from None
     for flag in ("no_reboot", "on_stop"):
         if flag in body:
@@ -173,6 +183,12 @@ class _Overrides:
         on_stop = self.tags.get(self.keys.on_stop)
         if on_stop is not None:
             policy = replace(policy, on_stop=parse_flag(self.keys.on_stop, on_stop))
+        copy_to = self.tags.get(self.keys.copy_to)
+        if copy_to is not None:
+            try:
+                policy = replace(policy, copies=with_regions(policy.copies, parse_copy_to(copy_to)))
+            except CopyDestinationError as error:
+                raise InvalidTag(self.keys.copy_to, copy_to, str(error)) from None
         return policy
 
     def _schedule(self, text: str) -> Schedule:

@@ -25,6 +25,9 @@ from typing import Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.backups import is_held
+from amikeeper.copies import CopyQueue
+from amikeeper.copy_destinations import decode_keys
+from amikeeper.copy_plan import owed_copies
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.ec2 import (
     IMAGE_NOT_FOUND,
@@ -35,7 +38,8 @@ from amikeeper.gateways.ec2 import (
 )
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import FifoQueue
-from amikeeper.model import GONE_SINCE, Deletion, DeletionBatch, Instance
+from amikeeper.gateways.vault import VaultUnavailable
+from amikeeper.model import COPY_TO, GONE_SINCE, Deletion, DeletionBatch, Instance
 from amikeeper.naming import format_slot
 from amikeeper.notifications import NoticeLedger
 from amikeeper.policies import PolicyCatalog
@@ -46,7 +50,7 @@ from amikeeper.retention_plan import (
     orphan_suspects,
     plan_region,
 )
-from amikeeper.retention_result import ItemError, RegionOutcome, RetentionResult
+from amikeeper.retention_result import CopyCatchUp, ItemError, RegionOutcome, RetentionResult
 from amikeeper.retention_summary import retention_summary
 
 # A region retention cannot read or delete in is mailed once a day while it lasts.
@@ -151,12 +155,20 @@ def read_and_plan(
     catalog: PolicyCatalog,
     config: RetentionConfig,
     now: datetime,
+    *,
+    instances: Mapping[str, Instance] | None = None,
+    source_instances: Mapping[str, Mapping[str, Instance]] | None = None,
 ) -> Reading:
-    """Read the region and plan it. The in-use check only covers AMIs the rules would otherwise delete:
-    being in use can only add a reason to keep, never change what the rules keep."""
+    """Read the region and plan it (``instances`` when the caller read them already; ``source_instances``
+    of the source regions, for the copies here). The in-use check only covers AMIs the rules would
+    otherwise delete: being in use can only add a reason to keep, never change what the rules keep."""
     images = tuple(gateways.ec2.managed_images(config.stack_name))
-    instances = {record.instance_id: record for record in gateways.ec2.instances()}
-    draft = plan_region(region, RegionFacts(images, instances), catalog, config, now)
+    if instances is None:
+        instances = {record.instance_id: record for record in gateways.ec2.instances()}
+    sources = source_instances or {}
+    draft = plan_region(
+        region, RegionFacts(images, instances, source_instances=sources), catalog, config, now
+    )
     candidates = [verdict.image_id for verdict in draft.with_outcome("expired")]
     in_use = find_in_use(candidates, instances.values(), gateways)
     snapshots = tuple(gateways.ec2.managed_snapshots(config.stack_name))
@@ -164,7 +176,7 @@ def read_and_plan(
     existing = gateways.ec2.existing_image_ids(
         {snapshot.image_id for snapshot in suspects if snapshot.image_id is not None}
     )
-    facts = RegionFacts(images, instances, in_use.by, snapshots, existing)
+    facts = RegionFacts(images, instances, in_use.by, snapshots, existing, sources)
     return Reading(facts, plan_region(region, facts, catalog, config, now), in_use.method)
 
 
@@ -237,7 +249,7 @@ def delete_batch(batch: DeletionBatch, config: RetentionConfig, deps: DeleterDep
                 config.stack_name, [d.resource_id for d in batch.deletions if d.kind == "image"]
             )
         }
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, VaultUnavailable) as error:
         outcome.error = f"{type(error).__name__}: {error}"
     else:
         for deletion in batch.deletions:
@@ -297,11 +309,13 @@ def _record_snapshot(result: SnapshotDeletion, deleted: list[str], outcome: Regi
 # --- the run ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RetentionDeps:
-    """Per region EC2 and Auto Scaling; the deletion queue, the topic and the notice ledger."""
+    """Per location (a region, or ``account/region`` of the vault) EC2 and Auto Scaling; the deletion
+    queue, the copy queue (owed copies), the topic and the notice ledger."""
 
     ec2: Callable[[str], Ec2Gateway]
     autoscaling: Callable[[str], AutoScalingGateway]
     deletions: FifoQueue
+    copies: CopyQueue
     notifier: Notifier
     ledger: NoticeLedger
 
@@ -315,9 +329,33 @@ def run_retention(
     *,
     dry_run: bool,
 ) -> RetentionResult:
-    """One retention run over every region; a failing region is reported and never stops the others."""
-    outcomes = [_run_region(region, catalog, config, deps, now, dry_run=dry_run) for region in regions]
-    result = RetentionResult(now, dry_run, tuple(outcomes))
+    """One retention run over every region, then over every copy destination outside them (SPEC §9), and
+    the catch-up of owed copies; a failing location is reported and never stops the others."""
+    instances: dict[str, Mapping[str, Instance]] = {}
+    failed: dict[str, str] = {}
+    for region in regions:
+        try:
+            instances[region] = {record.instance_id: record for record in deps.ec2(region).instances()}
+        except (ClientError, BotoCoreError) as error:
+            failed[region] = f"{type(error).__name__}: {error}"
+    outcomes: list[RegionOutcome] = []
+    readings: dict[str, Reading] = {}
+    for region in regions:
+        if region in failed:
+            outcomes.append(RegionOutcome(region, error=failed[region]))
+            continue
+        outcome, reading = _run_location(region, catalog, config, deps, now, instances, dry_run=dry_run)
+        outcomes.append(outcome)
+        if reading is not None:
+            readings[region] = reading
+    destinations = sorted(_destinations(readings) - set(regions))
+    for key in destinations:
+        outcome, reading = _run_location(key, catalog, config, deps, now, instances, dry_run=dry_run)
+        outcomes.append(outcome)
+        if reading is not None:
+            readings[key] = reading
+    copies = _catch_up(readings, config.stack_name, deps, dry_run=dry_run)
+    result = RetentionResult(now, dry_run, tuple(outcomes), copies=copies)
     # Queueing what expired is routine and the daily report is what people read: a real run speaks only
     # when something failed, once a day while the same thing keeps failing. A dry run was asked for.
     problems = result.problems()
@@ -326,34 +364,84 @@ def run_retention(
     return result
 
 
-def _run_region(
-    region: str,
+def _run_location(
+    location: str,
     catalog: PolicyCatalog,
     config: RetentionConfig,
     deps: RetentionDeps,
     now: datetime,
+    source_instances: Mapping[str, Mapping[str, Instance]],
     *,
     dry_run: bool,
-) -> RegionOutcome:
+) -> tuple[RegionOutcome, Reading | None]:
     try:
-        gateways = RegionGateways(deps.ec2(region), deps.autoscaling(region))
-        reading = read_and_plan(region, gateways, catalog, config, now)
-    except (ClientError, BotoCoreError) as error:
-        return RegionOutcome(region, error=f"{type(error).__name__}: {error}")
-    outcome = RegionOutcome(region, plan=reading.plan, reference_check=reading.reference_check)
+        gateways = RegionGateways(deps.ec2(location), deps.autoscaling(location))
+        reading = read_and_plan(
+            location,
+            gateways,
+            catalog,
+            config,
+            now,
+            instances=source_instances.get(location),
+            source_instances=source_instances,
+        )
+    except (ClientError, BotoCoreError, VaultUnavailable) as error:
+        return RegionOutcome(location, error=f"{type(error).__name__}: {error}"), None
+    outcome = RegionOutcome(location, plan=reading.plan, reference_check=reading.reference_check)
     if dry_run:
-        return outcome
+        return outcome, reading
     tag_gone_instances(reading.plan, gateways.ec2, outcome)
     deletions = deletions_of(reading.plan, reading.facts)
     try:
-        refused = deps.deletions.send(deletion_batches(region, now, deletions))
+        refused = deps.deletions.send(deletion_batches(location, now, deletions))
     except (ClientError, BotoCoreError) as error:
         # Nothing is lost: the next run plans the same deletions again.
-        outcome.errors.append(ItemError(region, "SendMessageBatch", f"{type(error).__name__}: {error}"))
-        return outcome
+        outcome.errors.append(ItemError(location, "SendMessageBatch", f"{type(error).__name__}: {error}"))
+        return outcome, reading
     if refused:
         outcome.errors.append(
-            ItemError(region, "SendMessageBatch", f"{len(refused)} deletion batch(es) refused by SQS")
+            ItemError(location, "SendMessageBatch", f"{len(refused)} deletion batch(es) refused by SQS")
         )
     outcome.queued = len(deletions) - sum(len(batch.deletions) for batch in refused)
-    return outcome
+    return outcome, reading
+
+
+def _destinations(readings: Mapping[str, Reading]) -> set[str]:
+    """Every copy destination the backups read so far name."""
+    return {
+        key
+        for reading in readings.values()
+        for image in reading.facts.images
+        if image.copy_of is None
+        for key in decode_keys(image.tags.get(COPY_TO))
+    }
+
+
+def _catch_up(
+    readings: Mapping[str, Reading], stack_name: str, deps: RetentionDeps, *, dry_run: bool
+) -> CopyCatchUp:
+    """Ask again for every copy a backup is owed and its destination does not hold: a lost AMI event, a
+    region without an event rule, a copy task that was dead-lettered or a copy that failed and was removed.
+    A destination the run could not read is asked all the same: the copier's client token and the copy's
+    fixed name make a copy that exists come back rather than a second one."""
+    present = {
+        (location, image.copy_of)
+        for location, reading in readings.items()
+        for image in reading.facts.images
+        if image.copy_of is not None
+    }
+    owed = [
+        task
+        for region, reading in readings.items()
+        for image in reading.facts.images
+        for task in owed_copies(image, region, stack_name)
+        if (task.destination, task.source_image_id) not in present
+    ]
+    if dry_run or not owed:
+        return CopyCatchUp(owed=len(owed))
+    try:
+        refused = deps.copies.send(owed)
+    except (ClientError, BotoCoreError) as error:
+        return CopyCatchUp(owed=len(owed), error=f"{type(error).__name__}: {error}")
+    refusal = f"{len(refused)} copy task(s) refused by SQS" if refused else None
+    return CopyCatchUp(owed=len(owed), queued=len(owed) - len(refused), error=refusal)

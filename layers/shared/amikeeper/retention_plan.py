@@ -14,6 +14,13 @@ Guards, whatever a retention expression says:
   backups age out (the rules are counted back from now, see amikeeper.retention_rules.select);
 - an instance that is gone or no longer opted in keeps the retention recorded on its newest backup
   (``amikeeper:retain``), so a ``Backup:Retain`` override outlives the instance.
+
+Disaster-recovery copies (SPEC §9) in a region are judged apart from that region's own backups: one
+group per instance and source region, always by the retention recorded on the copies (the destination's
+``retain``, set when each copy was made), with every guard above. Their newest is kept while the source
+instance exists in its own region, and for ``OrphanGraceDays`` after; when the run could not see the
+source region at all, it is kept. Deleting a source never touches its copies: they are other AMIs, in
+other groups, and nothing here follows ``amikeeper:copy-of`` to delete.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from amikeeper.backups import is_held, newest_available, recorded_retention
-from amikeeper.model import GONE_SINCE, Image, Instance, Snapshot, TagKeys
+from amikeeper.model import GONE_SINCE, SOURCE_REGION, Image, Instance, Snapshot, TagKeys
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 from amikeeper.retention_rules import Backup, BackupState, RetentionRules, select
@@ -68,6 +75,9 @@ class RegionFacts:
     in_use: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> what uses it
     snapshots: tuple[Snapshot, ...] = ()  # this stack's snapshots
     existing_image_ids: frozenset[str] = frozenset()  # AMIs that exist, among those orphans name
+    # Every instance of each source region the run read (by region, then id): whether a copy's instance
+    # still exists is known in its own region only.
+    source_instances: Mapping[str, Mapping[str, Instance]] = field(default_factory=dict)
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -103,6 +113,7 @@ class InstanceRetention:
     newest_protected: bool
     gone_since: datetime | None = None
     note: str | None = None
+    copy_from: str | None = None  # the source region, for a group of disaster-recovery copies
 
 
 @dataclass(frozen=True)
@@ -138,14 +149,15 @@ def plan_region(
     region: str, facts: RegionFacts, catalog: PolicyCatalog, config: RetentionConfig, now: datetime
 ) -> RetentionPlan:
     """Pure: keep or delete for every AMI of this stack in the region, plus the orphan snapshots."""
-    groups: defaultdict[str | None, list[Image]] = defaultdict(list)
+    groups: defaultdict[tuple[str | None, str | None], list[Image]] = defaultdict(list)
     for image in facts.images:
-        groups[image.instance_id].append(image)
+        copy_from = image.tags.get(SOURCE_REGION, "?") if image.copy_of is not None else None
+        groups[(image.instance_id, copy_from)].append(image)
     verdicts: list[Verdict] = []
     instances: list[InstanceRetention] = []
     tags: list[GoneSinceTag] = []
-    for instance_id in sorted(groups, key=lambda key: key or ""):
-        group = _plan_group(instance_id, groups[instance_id], facts, catalog, config, now)
+    for key in sorted(groups, key=lambda key: (key[0] or "", key[1] or "")):
+        group = _plan_group(key[0], key[1], groups[key], facts, catalog, config, now)
         verdicts.extend(group.verdicts)
         instances.append(group.instance)
         if group.gone_since_tag is not None:
@@ -206,13 +218,17 @@ class _PolicyChoice:
 
 def _plan_group(
     instance_id: str | None,
+    copy_from: str | None,
     images: list[Image],
     facts: RegionFacts,
     catalog: PolicyCatalog,
     config: RetentionConfig,
     now: datetime,
 ) -> _GroupPlan:
-    choice = _choose_policy(instance_id, images, facts.instances, catalog, config.tag_keys)
+    if copy_from is None:
+        choice = _choose_policy(instance_id, images, facts.instances, catalog, config.tag_keys)
+    else:
+        choice = _copy_policy(instance_id, copy_from, images, facts.source_instances, catalog)
     newest = newest_available(images)
     gone_since: datetime | None = None
     tag: GoneSinceTag | None = None
@@ -241,6 +257,7 @@ def _plan_group(
         newest_protected=protect_newest and newest is not None,
         gone_since=gone_since,
         note=note,
+        copy_from=copy_from,
     )
     if choice.rules is None:
         return _GroupPlan(
@@ -278,6 +295,30 @@ def _choose_policy(
     if policy is None:
         return _recorded_policy(images, catalog, "not opted in")
     return _PolicyChoice(policy.retention, policy.name, "live")
+
+
+def _copy_policy(
+    instance_id: str | None,
+    source_region: str,
+    images: list[Image],
+    source_instances: Mapping[str, Mapping[str, Instance]],
+    catalog: PolicyCatalog,
+) -> _PolicyChoice:
+    """Copies follow the retention recorded on them; their instance lives in the source region."""
+    if instance_id is None:
+        return _PolicyChoice(
+            None, None, "unknown", "copies without an amikeeper:instance-id tag are left alone"
+        )
+    recorded = recorded_retention(images, catalog)
+    notes = [f"copies from {source_region}; they follow the retention {recorded.source}", *recorded.notes]
+    region_instances = source_instances.get(source_region)
+    if region_instances is None:
+        # The run did not read the source region: nothing proves the instance gone, so its newest stays.
+        notes.append(f"{source_region} was not read, so the newest copy is kept")
+        return _PolicyChoice(recorded.rules, recorded.policy, "unknown", "; ".join(notes))
+    instance = region_instances.get(instance_id)
+    status: InstanceStatus = "gone" if instance is None or instance.gone else "live"
+    return _PolicyChoice(recorded.rules, recorded.policy, status, "; ".join(notes))
 
 
 def _recorded_policy(images: list[Image], catalog: PolicyCatalog, status: InstanceStatus) -> _PolicyChoice:

@@ -49,19 +49,31 @@ class RegionOutcome:
 
 
 @dataclass(frozen=True)
+class CopyCatchUp:
+    """Copies backups are owed and their destinations do not hold, found by a run and asked for again."""
+
+    owed: int = 0
+    queued: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RetentionResult:
     time: datetime
     dry_run: bool
     regions: tuple[RegionOutcome, ...]
+    copies: CopyCatchUp = field(default_factory=CopyCatchUp)
 
     @property
     def error_count(self) -> int:
-        return sum(region.error_count for region in self.regions)
+        return sum(region.error_count for region in self.regions) + (1 if self.copies.error else 0)
 
     def problems(self) -> str:
         """A key naming what went wrong (regions, error codes), equal while the same things fail; "" if none."""
         parts = [f"{r.region}:region:{error_kind(r.error)}" for r in self.regions if r.error]
         parts += [f"{r.region}:{e.action}:{error_kind(e.message)}" for r in self.regions for e in r.errors]
+        if self.copies.error:
+            parts.append(f"copies:SendMessageBatch:{error_kind(self.copies.error)}")
         return condition_key("retention.summary", parts) if parts else ""
 
     @property
@@ -94,6 +106,9 @@ class RetentionResult:
         return {
             "dry_run": self.dry_run,
             "regions": [region_counts(region, self.dry_run) for region in self.regions],
+            "copies_owed": self.copies.owed,
+            "copies_queued": self.copies.queued,
+            "copies_error": self.copies.error,
         }
 
 

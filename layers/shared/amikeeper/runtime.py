@@ -11,17 +11,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from amikeeper import clients
+from amikeeper.clients import Credentials
 from amikeeper.config import Settings
+from amikeeper.copy_destinations import split_key
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.backup_records import BackupNotes
 from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.gateways.kms import KeyInspector
 from amikeeper.gateways.sns import Notifier
-from amikeeper.gateways.sqs import DeadLetterQueue, FifoQueue, WorkQueue
+from amikeeper.gateways.sqs import DeadLetterQueue, DelayQueue, FifoQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
+from amikeeper.gateways.vault import VaultRole, VaultSessions
 from amikeeper.model import Stack
 from amikeeper.pacing import TokenBucket
 from amikeeper.policies import PolicyCatalog, build_catalog
@@ -39,6 +44,10 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     _ec2: dict[str, Ec2Gateway] = field(default_factory=dict, init=False, repr=False)
+    _vault_ec2: dict[str, tuple[Credentials, Ec2Gateway]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _pacers: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def stack(self) -> Stack:
@@ -51,6 +60,46 @@ class Runtime:
             pacer = TokenBucket(clock=self.clock, sleep=self.sleep)
             self._ec2[region] = Ec2Gateway(clients.ec2(region), pacer)
         return self._ec2[region]
+
+    def location(self, key: str) -> Ec2Gateway:
+        """The EC2 of a location: a region of this account (``eu-west-1``), or a region of the vault account
+        (``222233334444/eu-west-1``) through the vault role. Raises VaultUnavailable for a vault location
+        without a usable vault role."""
+        region, account = split_key(key)
+        if account is None:
+            return self.ec2(region)
+        credentials = self._vault.credentials(account, datetime.now(UTC))
+        known = self._vault_ec2.get(key)
+        if known is None or known[0] is not credentials:
+            pacer = self._pacers.setdefault(key, TokenBucket(clock=self.clock, sleep=self.sleep))
+            known = (credentials, Ec2Gateway(clients.ec2_as(region, credentials), pacer))
+            self._vault_ec2[key] = known
+        return known[1]
+
+    def autoscaling_at(self, key: str) -> AutoScalingGateway:
+        region, account = split_key(key)
+        if account is None:
+            return self.autoscaling(region)
+        credentials = self._vault.credentials(account, datetime.now(UTC))
+        return AutoScalingGateway(clients.autoscaling_as(region, credentials))
+
+    @cached_property
+    def _vault(self) -> VaultSessions:
+        settings = self.settings
+        role = (
+            VaultRole(settings.vault_role_arn, settings.vault_external_id or "")
+            if settings.vault_role_arn
+            else None
+        )
+        home = settings.home_region
+        return VaultSessions(role, lambda: clients.sts(home), f"amikeeper-{settings.stack_name}")
+
+    def kms(self, region: str) -> KeyInspector:
+        return KeyInspector(clients.kms(region))
+
+    @cached_property
+    def copies(self) -> DelayQueue:
+        return DelayQueue(clients.sqs(self.settings.home_region), self.settings.copy_queue_url)
 
     def autoscaling(self, region: str) -> AutoScalingGateway:
         return AutoScalingGateway(clients.autoscaling(region))

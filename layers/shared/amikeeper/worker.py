@@ -21,13 +21,14 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from amikeeper.copy_destinations import decode_keys
 from amikeeper.ec2_events import describe_validation_error
 from amikeeper.events import WorkRecord
 from amikeeper.gateways.backup_records import BackupNote, BackupNotes
 from amikeeper.gateways.ec2 import INSTANCE_NOT_FOUND, Ec2Gateway
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue
-from amikeeper.model import WorkItem
+from amikeeper.model import COPY_TO, WorkItem
 from amikeeper.naming import format_slot
 from amikeeper.notifications import NoticeLedger, Notification
 
@@ -125,7 +126,7 @@ def back_up(item: WorkItem, receive_count: int, deps: WorkerDeps, now: datetime)
         raise
     if result.duplicate or result.image_id is None:
         return BackupOutcome(item.instance_id, "duplicate")
-    note = BackupNote(result.image_id, item.instance_id, item.slot)
+    note = BackupNote(result.image_id, item.instance_id, item.slot, decode_keys(item.tags.get(COPY_TO)))
     try:
         deps.notes.remember(item.region, note, now)
     except (ClientError, BotoCoreError) as error:

@@ -27,6 +27,9 @@ class BackupNote:
     image_id: str
     instance_id: str
     backup_time: datetime
+    # The keys of the destinations the backup is to be copied to (amikeeper:copy-to), so that the copies
+    # can be asked for when it becomes available without reading its tags from EC2.
+    copy_to: tuple[str, ...] = ()
 
 
 class BackupNotes:
@@ -43,7 +46,8 @@ class BackupNotes:
                 "instance_id": {"S": note.instance_id},
                 "backup_time": {"S": note.backup_time.isoformat()},
                 "expiration": {"N": str(int((now + NOTE_MEMORY).timestamp()))},
-            },
+            }
+            | ({"copy_to": {"S": ",".join(note.copy_to)}} if note.copy_to else {}),
         )
 
     def recall(self, region: str, image_id: str) -> BackupNote | None:
@@ -61,6 +65,7 @@ class BackupNotes:
             image_id=image_id,
             instance_id=item["instance_id"]["S"],
             backup_time=datetime.fromisoformat(item["backup_time"]["S"]),
+            copy_to=tuple(key for key in item.get("copy_to", {}).get("S", "").split(",") if key),
         )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.model import (
+    COPY_OF,
     INSTANCE_ID,
     MANAGED_BY,
     SLOT,
@@ -62,6 +63,7 @@ LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 INSTANCE_STATES_THAT_USE = ["pending", "running", "shutting-down", "stopping", "stopped"]
 
 DUPLICATE_NAME = "InvalidAMIName.Duplicate"
+IDEMPOTENT_MISMATCH = "IdempotentParameterMismatch"
 # What EC2 answers a DryRun request it would have carried out.
 DRY_RUN_PASSED = "DryRunOperation"
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
@@ -108,6 +110,27 @@ class ImageReferencesUnavailable(RuntimeError):
 class CreateResult:
     image_id: str | None
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class CopyStart:
+    """What CopyImage answered: the copy's id, or that a copy of that name already exists (an earlier
+    delivery of the same task made it, past the client token's memory)."""
+
+    image_id: str | None
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    source_region: str
+    source_image_id: str
+    name: str
+    description: str
+    encrypted: bool
+    kms_key_id: str | None
+    tags: Mapping[str, str]
+    client_token: str
 
 
 @dataclass(frozen=True)
@@ -210,6 +233,7 @@ def _image(data: ImageTypeDef) -> Image:
         tags=tag_map(data.get("Tags")),
         snapshot_ids=snapshots,
         state_reason=data.get("StateReason", {}).get("Message"),
+        owner_id=data.get("OwnerId"),
     )
 
 
@@ -347,6 +371,71 @@ class Ec2Gateway:
                 return CreateResult(image_id=None, duplicate=True)
             raise
         return CreateResult(image_id=response["ImageId"], duplicate=False)
+
+    # --- copies (SPEC §9); this gateway is the destination's, except for sharing the source ------------------
+    def copy_image(self, request: CopyRequest) -> CopyStart:
+        """CopyImage into this gateway's region (and account), tags on the copy and its snapshots in the same
+        call. The client token makes a retry within EC2's memory of it return the first copy; past that,
+        the copy's fixed name makes EC2 refuse a second one (``duplicate``)."""
+        tags: list[TagTypeDef] = [{"Key": key, "Value": value} for key, value in request.tags.items()]
+        arguments: dict[str, object] = {
+            "SourceRegion": request.source_region,
+            "SourceImageId": request.source_image_id,
+            "Name": request.name,
+            "Description": request.description,
+            "Encrypted": request.encrypted,
+            "ClientToken": request.client_token,
+            "TagSpecifications": [
+                {"ResourceType": "image", "Tags": tags},
+                {"ResourceType": "snapshot", "Tags": tags},
+            ],
+        }
+        if request.kms_key_id:
+            arguments["KmsKeyId"] = request.kms_key_id
+        try:
+            response = self._client.copy_image(**arguments)  # type: ignore[arg-type]
+        except ClientError as error:
+            if error_code(error) in (DUPLICATE_NAME, IDEMPOTENT_MISMATCH):
+                return CopyStart(image_id=None, duplicate=True)
+            raise
+        return CopyStart(image_id=response["ImageId"], duplicate=False)
+
+    def copy_of(self, stack_name: str, source_image_id: str) -> Image | None:
+        """This stack's copy of one source AMI in this region, if there is one (filtered on the server)."""
+        for image in self._describe_images(
+            [
+                {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]},
+                {"Name": f"tag:{COPY_OF}", "Values": [source_image_id]},
+            ]
+        ):
+            return image
+        return None
+
+    def snapshot_keys(self, snapshot_ids: Collection[str]) -> dict[str, str | None]:
+        """The KMS key of each of these snapshots (None: unencrypted)."""
+        if not snapshot_ids:
+            return {}
+        response = self._client.describe_snapshots(SnapshotIds=sorted(snapshot_ids), OwnerIds=["self"])
+        return {
+            snapshot["SnapshotId"]: snapshot.get("KmsKeyId") if snapshot.get("Encrypted") else None
+            for snapshot in response.get("Snapshots", [])
+        }
+
+    def share(self, image: Image, account: str, *, add: bool) -> None:
+        """Let ``account`` launch the AMI and create volumes from its snapshots (``add``), or no longer."""
+        change = "Add" if add else "Remove"
+        permission = [{"UserId": account}]
+        self._client.modify_image_attribute(
+            ImageId=image.image_id,
+            LaunchPermission={change: permission},  # type: ignore[misc]
+        )
+        for snapshot_id in image.snapshot_ids:
+            self._client.modify_snapshot_attribute(
+                SnapshotId=snapshot_id,
+                Attribute="createVolumePermission",
+                OperationType="add" if add else "remove",
+                UserIds=[account],
+            )
 
     def tag_image(self, image_id: str, key: str, value: str) -> None:
         self._client.create_tags(Resources=[image_id], Tags=[{"Key": key, "Value": value}])

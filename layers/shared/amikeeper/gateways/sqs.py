@@ -1,6 +1,6 @@
 """Hands work items to the worker queue with SendMessageBatch (10 a call), region tasks and deletion
-batches to the stack's FIFO queues, and messages that can never become a work item to the dead-letter
-queue."""
+batches to the stack's FIFO queues, copy tasks to the copy queue (with a delay when they are to wait), and
+messages that can never become a work item to the dead-letter queue."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
-from amikeeper.model import WorkItem
+from amikeeper.model import CopyTask, WorkItem
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -97,8 +97,33 @@ class FifoQueue:
         return refused
 
 
+class DelayQueue:
+    """The copy queue: a standard queue whose messages may wait before delivery (SQS DelaySeconds, at most
+    15 minutes), so that a copy is looked at again later without any function waiting for it."""
+
+    MAX_DELAY = 900
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, tasks: Sequence[CopyTask], delay_seconds: int = 0) -> list[CopyTask]:
+        """Queue every task, 10 a call, each delivered after the delay; those SQS refused after retries."""
+        delay = max(0, min(delay_seconds, self.MAX_DELAY))
+        refused: list[CopyTask] = []
+        for start in range(0, len(tasks), BATCH):
+            left, _ = _send_batch(
+                self._client,
+                self._queue_url,
+                tasks[start : start + BATCH],
+                lambda task: {"MessageBody": task.to_message(), "DelaySeconds": delay},
+            )
+            refused.extend(left)
+        return refused
+
+
 def _send_batch(
-    client: SQSClient, queue_url: str, messages: Sequence[T], entry: Callable[[T], dict[str, str]]
+    client: SQSClient, queue_url: str, messages: Sequence[T], entry: Callable[[T], dict[str, str | int]]
 ) -> tuple[list[T], str]:
     """One SendMessageBatch of up to 10, the entries SQS refuses retried; what is still refused, and why."""
     pending = {str(index): message for index, message in enumerate(messages)}
