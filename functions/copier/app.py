@@ -22,6 +22,7 @@ DEPS = CopyDeps(
     ec2=RUNTIME.ec2,
     destination=RUNTIME.location,
     kms=RUNTIME.kms,
+    destination_kms=RUNTIME.kms_at,
     queue=RUNTIME.copies,
     notifier=RUNTIME.notifier,
     ledger=RUNTIME.ledger,

@@ -85,6 +85,17 @@ def ec2_as(region: str, credentials: Credentials) -> EC2Client:
     )
 
 
+def kms_as(region: str, credentials: Credentials) -> KMSClient:
+    return boto3.client(
+        "kms",
+        region_name=region,
+        config=CLIENT_CONFIG,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+    )
+
+
 def autoscaling_as(region: str, credentials: Credentials) -> AutoScalingClient:
     return boto3.client(
         "autoscaling",

@@ -59,7 +59,8 @@ class CopyQueue(Protocol):
 class CopyDeps:
     ec2: Callable[[str], Ec2Gateway]  # this account, by region: where the sources are
     destination: Callable[[str], Ec2Gateway]  # by destination key, the vault's through its role
-    kms: Callable[[str], KeyInspector]
+    kms: Callable[[str], KeyInspector]  # this account's keys, by region (the sources')
+    destination_kms: Callable[[str], KeyInspector]  # by destination key, the vault's through its role
     queue: CopyQueue
     notifier: Notifier
     ledger: NoticeLedger
@@ -125,8 +126,11 @@ def _start(task: CopyTask, deps: CopyDeps, now: datetime) -> CopyOutcome:
     destination = destination_of(source, task.destination, deps.catalog())
     try:
         target = deps.destination(task.destination)
+        key_problem = _destination_key_problem(destination, deps)
     except VaultUnavailable as error:
         return _failed(task, source, None, str(error), deps, now)
+    if key_problem is not None:
+        return _failed(task, source, None, key_problem, deps, now)
     if destination.account is not None:
         problem = _unshareable(source, task.source_region, destination.account, source_ec2, deps)
         if problem is not None:
@@ -160,13 +164,33 @@ def _start(task: CopyTask, deps: CopyDeps, now: datetime) -> CopyOutcome:
             reason = f"an AMI named {source.name!r} that is not this backup's copy is in the way"
             return _failed(task, source, destination, reason, deps, now)
         copy_id = existing.image_id
+    # The first look is already waited for below: the next one waits CHECK_DELAYS[1].
     follow = task.model_copy(
-        update={"stage": "check", "copy_image_id": copy_id, "started_at": now, "waits": 0}
+        update={"stage": "check", "copy_image_id": copy_id, "started_at": now, "waits": 1}
     )
     _send(deps.queue, follow, CHECK_DELAYS[0])
     return CopyOutcome(
         "started", task, f"copy {copy_id} started in {task.destination}", copy_image_id=copy_id
     )
+
+
+def _destination_key_problem(destination: CopyDestination, deps: CopyDeps) -> str | None:
+    """Why the destination's key cannot encrypt the copy, if it cannot: asked before the copy, so that the
+    answer names the key instead of a copy that fails later for a reason EC2 words vaguely."""
+    if destination.kms_key is None:
+        return None
+    try:
+        facts = deps.destination_kms(destination.key).facts(destination.kms_key, with_policy=False)
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        return (
+            f"the destination key {destination.kms_key} cannot be used in {destination.key}: "
+            f"{detail.get('Code', '?')}: {detail.get('Message', '')} (it must exist there, and the copying "
+            "role needs kms:DescribeKey, kms:CreateGrant, kms:GenerateDataKey* and kms:ReEncrypt* on it)"
+        )
+    if not facts.enabled:
+        return f"the destination key {facts.key_id} in {destination.key} is not enabled"
+    return None
 
 
 def _unshareable(

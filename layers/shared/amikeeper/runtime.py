@@ -97,6 +97,13 @@ class Runtime:
     def kms(self, region: str) -> KeyInspector:
         return KeyInspector(clients.kms(region))
 
+    def kms_at(self, key: str) -> KeyInspector:
+        """The KMS of a location (see :meth:`location`)."""
+        region, account = split_key(key)
+        if account is None:
+            return self.kms(region)
+        return KeyInspector(clients.kms_as(region, self._vault.credentials(account, datetime.now(UTC))))
+
     @cached_property
     def copies(self) -> DelayQueue:
         return DelayQueue(clients.sqs(self.settings.home_region), self.settings.copy_queue_url)

@@ -26,11 +26,14 @@ class KeyInspector:
     def __init__(self, client: KMSClient) -> None:
         self._client = client
 
-    def facts(self, key_id: str) -> KeyFacts:
-        """DescribeKey; a ClientError (no such key, no access) is the caller's to report."""
+    def facts(self, key_id: str, *, with_policy: bool = True) -> KeyFacts:
+        """DescribeKey (and GetKeyPolicy of a customer-managed key, ``with_policy``); a ClientError (no
+        such key, no access) is the caller's to report."""
         metadata = self._client.describe_key(KeyId=key_id)["KeyMetadata"]
         aws_managed = metadata.get("KeyManager") == "AWS"
-        policy = "" if aws_managed else self._client.get_key_policy(KeyId=metadata["KeyId"])["Policy"]
+        policy = ""
+        if with_policy and not aws_managed:
+            policy = self._client.get_key_policy(KeyId=metadata["KeyId"])["Policy"]
         return KeyFacts(
             key_id=metadata["Arn"],
             aws_managed=aws_managed,
