@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from amikeeper import clients
 from amikeeper.model import (
     COPIED_PREFIX,
     COPY_OF,
@@ -22,6 +23,7 @@ from amikeeper.model import (
     RETAIN,
     SOURCE_ACCOUNT,
     SOURCE_REGION,
+    CopyTask,
 )
 from tests.fixtures.call_counter import CallCounter, counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
@@ -361,3 +363,68 @@ def test_exactly_one_copy_per_source_and_destination_under_throttling_and_duplic
     # And the storm really happened on CopyImage too
     tally = counter.tally()
     assert tally.attempts["ec2:CopyImage"] > tally.calls["ec2:CopyImage"] >= 24
+
+
+def test_a_task_delivered_again_after_its_copy_completed_makes_no_ec2_copy_call(world: World) -> None:
+    # Given a backup whose copies completed
+    run_instances(HOME, tags={"Backup": "dr"})
+    [source] = world.back_up(DAY)
+    world.available(source)
+    world.copy()
+    # When an old start task for it arrives again (queued by a catch-up before the copy completed)
+    with counting() as counter:
+        clients.reset()
+        world.functions["CopierFunction"].recycle()  # a fresh container: its clients are counted
+        CopyQueueSender(world.stack).start(source, FRANKFURT)
+        world.copy()
+    # Then the copier sees the source's record of the copy and asks EC2 for nothing more
+    assert counter.tally().of("ec2:CopyImage") == 0
+    assert counter.tally().of("ec2:DescribeImages") >= 1  # the copier was counted: it read the source
+    assert len(copies_in(FRANKFURT)) == 1
+
+
+def test_a_copy_ec2_no_longer_matches_by_token_is_found_by_its_name(world: World, aws: Ec2Fidelity) -> None:
+    # Given a completed copy whose client token EC2 has forgotten (it remembers one for a while only)
+    # and a source that lost its record of the copy (a failed CreateTags, say)
+    run_instances(HOME, tags={"Backup": "dr"})
+    [source] = world.back_up(DAY)
+    world.available(source)
+    world.copy()
+    [frankfurt_copy] = copies_in(FRANKFURT)
+    aws._copy_tokens.clear()
+    boto3.client("ec2", region_name=HOME).delete_tags(
+        Resources=[source], Tags=[{"Key": COPIED_PREFIX + FRANKFURT}]
+    )
+    # When the copy is asked for again
+    CopyQueueSender(world.stack).start(source, FRANKFURT)
+    world.copy()
+    # Then EC2 refuses a second AMI of that name, and the copier takes the existing copy as the copy
+    assert list(copies_in(FRANKFURT)) == [frankfurt_copy]
+    assert source_tags(source)[COPIED_PREFIX + FRANKFURT] == frankfurt_copy
+    assert world.stack.notifications() == []
+
+
+def test_retention_does_not_ask_again_for_a_copy_that_is_still_pending(
+    world: World, aws: Ec2Fidelity
+) -> None:
+    # Given copies EC2 is still making
+    run_instances(HOME, tags={"Backup": "dr"})
+    [source] = world.back_up(DAY)
+    world.available(source)
+    aws.start_pending()
+    world.stack.deliver_copies(world.functions["CopierFunction"].invoke, rounds=1, until_empty=False)
+    # When retention runs
+    answer = world.retention(DAY + timedelta(hours=1))
+    # Then it sees them in their destinations and asks for nothing
+    assert answer["copies_owed"] == 0
+
+
+@dataclass
+class CopyQueueSender:
+    stack: MotoStack
+
+    def start(self, source: str, destination: str) -> None:
+        task = CopyTask(source_region=HOME, source_image_id=source, destination=destination)
+        boto3.client("sqs", region_name=HOME).send_message(
+            QueueUrl=self.stack.copy_queue_url, MessageBody=task.to_message()
+        )
