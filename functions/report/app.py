@@ -28,6 +28,7 @@ def handler(tick: ScheduledTick, context: LambdaContext) -> dict[str, Any]:
     report = run_report(report_run(RUNTIME.settings, RUNTIME.catalog(), now), DEPS)
     metrics.add_metric("RpoViolations", MetricUnit.Count, len(report.violations))
     metrics.add_metric("StalePendingAmis", MetricUnit.Count, len(report.stale))
+    metrics.add_metric("LateCopies", MetricUnit.Count, len(report.late_copies))
     regions = [region.document() for region in report.regions]
     for region in regions:
         logger.info("reported region", extra=region)

@@ -264,3 +264,81 @@ def test_a_fleet_too_big_for_one_sns_message_is_cut_to_fit_problems_first() -> N
 )
 def test_ages_read_like_a_person_would_write_them(span: timedelta, text: str) -> None:
     assert format_age(span) == text
+
+
+# --- disaster-recovery copies (SPEC §9) ------------------------------------------------------------------
+DR_DOCUMENT = json.dumps({"dr": {"copies": [{"region": "eu-central-1"}, {"region": "us-east-1"}]}})
+ALLOWANCE = timedelta(hours=6)
+
+
+def copied(image: Image, **copies: str) -> Image:
+    """The backup, recording its completed copies (destination -> copy id)."""
+    marks = {f"amikeeper:copied:{key.replace('_', '-')}": value for key, value in copies.items()}
+    return Image(image.image_id, image.name, image.state, image.created, dict(image.tags) | marks)
+
+
+def assess_copies_of(instances: list[Instance], images: list[Image]) -> RegionReport:
+    return assess_region(
+        REGION,
+        instances,
+        images,
+        catalog(DR_DOCUMENT),
+        KEYS,
+        now=NOW,
+        tick=TICK,
+        pending_timeout=PENDING_TIMEOUT,
+        copy_allowance=ALLOWANCE,
+    )
+
+
+def test_each_destination_shows_the_newest_copy_and_flags_one_older_than_interval_tick_and_allowance() -> (
+    None
+):
+    # Given an instance on the dr policy, backed up this morning and two days ago; this morning's backup is
+    # copied to Frankfurt only, and Virginia's newest copy is of the backup two days ago
+    host = instance(1, {"Backup": "dr"})
+    today = copied(backup(1, NOW - timedelta(hours=4), image=2), eu_central_1="ami-0c0000000000000f2")
+    older = copied(
+        backup(1, NOW - timedelta(days=2, hours=4), image=1),
+        eu_central_1="ami-0c0000000000000f1",
+        us_east_1="ami-0c0000000000000e1",
+    )
+    # When the region is assessed with a 6-hour copy allowance
+    [status] = assess_copies_of([host], [today, older]).instances
+    # Then Frankfurt's newest copy is of this morning's backup and is on time
+    frankfurt, virginia = status.copies
+    assert (frankfurt.destination, frankfurt.state, frankfurt.image_id) == (
+        "eu-central-1",
+        "ok",
+        "ami-0c0000000000000f2",
+    )
+    # And Virginia's is of the backup two days ago: more than 24h + 15m + 6h old, so late
+    assert (virginia.state, virginia.image_id, virginia.age) == (
+        "late",
+        "ami-0c0000000000000e1",
+        timedelta(days=2, hours=4),
+    )
+    assert virginia.allowed_age == DAILY_BOUND + ALLOWANCE
+    # And the daily report is a warning that names the late copy
+    [note] = report_notifications(report_of(assess_copies_of([host], [today, older])))
+    assert note.severity == "warning"
+    assert "1 late copies" in note.subject
+    assert "us-east-1" in note.text() and "late" in note.text()
+    assert note.document()["late_copies_total"] == 1
+
+
+def test_a_destination_without_any_copy_is_missing_unless_the_instance_is_new() -> None:
+    # Given two instances on the dr policy without any copy, one launched an hour ago
+    old = instance(1, {"Backup": "dr"})
+    new = instance(2, {"Backup": "dr"}, launched=NOW - timedelta(hours=1))
+    images = [backup(1, NOW - timedelta(hours=4)), backup(2, NOW - timedelta(minutes=30))]
+    # When the region is assessed
+    statuses = {s.instance_id: s for s in assess_copies_of([old, new], images).instances}
+    # Then the old one's copies are missing in both destinations, the new one is not flagged yet
+    assert [c.state for c in statuses[old.instance_id].copies] == ["missing", "missing"]
+    assert [c.state for c in statuses[new.instance_id].copies] == ["ok", "ok"]
+
+
+def test_an_instance_without_copies_in_its_policy_shows_none() -> None:
+    [status] = assess_copies_of([instance(1)], [backup(1, NOW - timedelta(hours=4))]).instances
+    assert status.copies == ()

@@ -9,6 +9,11 @@ runs from the backup's slot (from its creation when it has none), the same time 
 - **invalid**: its tags cannot be honoured (the planner skips it and says why in ``policy.invalid``).
 - **stale pending**: an AMI of this stack still ``pending`` more than ``PendingTimeoutHours`` after it
   was created; EC2 never sent it a final state.
+- **copies** (SPEC §9): per destination of its policy, the newest backup of the instance whose copy
+  there completed (each backup records its completed copies), and that backup's age. A copy is **late**
+  when that age is more than the schedule's longest interval plus one planner tick plus the copy
+  allowance (``CopyAllowanceHours``), or **missing** when no backup has a copy there yet (an instance
+  launched less than that bound ago is not flagged).
 
 One ``report.daily`` per run (``info``, or ``warning`` when anything needs attention) and, when there
 are violations, one ``rpo.violation`` (``error``), so people can subscribe to errors only. SNS caps a
@@ -40,6 +45,31 @@ STATUS_ORDER: dict[Status, int] = {"violation": 0, "invalid": 1, "new": 2, "ok":
 NAME_WIDTH = 40
 
 
+CopyState = Literal["ok", "late", "missing"]
+
+
+@dataclass(frozen=True)
+class CopyStatus:
+    """An instance's newest completed copy in one destination."""
+
+    destination: str
+    state: CopyState
+    image_id: str | None = None  # the copy
+    backup_time: datetime | None = None  # of the backup it is a copy of
+    age: timedelta | None = None
+    allowed_age: timedelta | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "state": self.state,
+            "image_id": self.image_id,
+            "backup_time": format_slot(self.backup_time) if self.backup_time else None,
+            "age_seconds": _seconds(self.age),
+            "allowed_age_seconds": _seconds(self.allowed_age),
+        }
+
+
 @dataclass(frozen=True)
 class InstanceStatus:
     region: str
@@ -53,6 +83,11 @@ class InstanceStatus:
     age: timedelta | None = None
     allowed_age: timedelta | None = None
     reason: str | None = None
+    copies: tuple[CopyStatus, ...] = ()
+
+    @property
+    def late_copies(self) -> list[CopyStatus]:
+        return [copy for copy in self.copies if copy.state != "ok"]
 
     def document(self) -> dict[str, Any]:
         return {
@@ -67,6 +102,7 @@ class InstanceStatus:
             "age_seconds": _seconds(self.age),
             "allowed_age_seconds": _seconds(self.allowed_age),
             "reason": self.reason,
+            "copies": [copy.document() for copy in self.copies],
         }
 
 
@@ -111,6 +147,7 @@ class RegionReport:
             "new": self.count("new"),
             "invalid": self.count("invalid"),
             "stale_pending": len(self.stale),
+            "late_copies": sum(len(instance.late_copies) for instance in self.instances),
             "error": self.error,
         }
 
@@ -121,6 +158,7 @@ class DailyReport:
     regions: tuple[RegionReport, ...]
     tick: timedelta
     pending_timeout: timedelta
+    copy_allowance: timedelta = timedelta(0)
 
     @property
     def instances(self) -> list[InstanceStatus]:
@@ -138,6 +176,10 @@ class DailyReport:
         return sorted(listed, key=lambda image: (-image.age, image.region, image.image_id))
 
     @property
+    def late_copies(self) -> list[tuple[InstanceStatus, CopyStatus]]:
+        return [(instance, copy) for instance in self.instances for copy in instance.late_copies]
+
+    @property
     def failed_regions(self) -> list[RegionReport]:
         return [region for region in self.regions if region.error]
 
@@ -147,6 +189,7 @@ class DailyReport:
             self.violations
             or self.stale
             or self.failed_regions
+            or self.late_copies
             or any(region.count("invalid") for region in self.regions)
         )
 
@@ -166,9 +209,11 @@ def assess_region(
     now: datetime,
     tick: timedelta,
     pending_timeout: timedelta,
+    copy_allowance: timedelta = timedelta(0),
 ) -> RegionReport:
     """Pure: the status of each opted-in instance and the stale pending AMIs of one region."""
     newest: dict[str, Image] = {}
+    copied: dict[tuple[str, str], Image] = {}  # (instance, destination) -> newest backup copied there
     stale: list[StalePending] = []
     for image in images:
         if image.state == "pending" and now - image.created > pending_timeout:
@@ -184,17 +229,59 @@ def assess_region(
                 )
             )
         instance_id = image.instance_id
-        if image.state != "available" or instance_id is None:
+        if image.state != "available" or instance_id is None or image.copy_of is not None:
             continue
-        known = newest.get(instance_id)
-        if known is None or (image.backup_time, image.image_id) > (known.backup_time, known.image_id):
-            newest[instance_id] = image
+        _keep_newest(newest, instance_id, image)
+        for destination in image.copies:
+            _keep_newest(copied, (instance_id, destination), image)
     statuses: list[InstanceStatus] = []
     for instance in instances:
         status = assess_instance(region, instance, newest.get(instance.instance_id), catalog, keys, now, tick)
         if status is not None:
-            statuses.append(status)
+            copies = assess_copies(status, instance, copied, catalog, keys, now, tick + copy_allowance)
+            statuses.append(replace(status, copies=copies))
     return RegionReport(region=region, instances=tuple(statuses), stale=tuple(stale))
+
+
+def _keep_newest(newest: dict[Any, Image], key: Any, image: Image) -> None:
+    known = newest.get(key)
+    if known is None or (image.backup_time, image.image_id) > (known.backup_time, known.image_id):
+        newest[key] = image
+
+
+def assess_copies(
+    status: InstanceStatus,
+    instance: Instance,
+    copied: dict[tuple[str, str], Image],
+    catalog: PolicyCatalog,
+    keys: TagKeys,
+    now: datetime,
+    slack: timedelta,
+) -> tuple[CopyStatus, ...]:
+    """The newest copy in each destination of the instance's policy, late or missing or ok."""
+    if status.status == "invalid":
+        return ()
+    policy = resolve_policy(instance.tags, keys, catalog)
+    if policy is None:
+        return ()
+    allowed = policy.schedule.max_interval() + slack
+    # An instance younger than the bound cannot have missed a copy yet.
+    young = instance.launch_time is not None and now - instance.launch_time <= allowed
+    found = []
+    for destination in policy.copies:
+        source = copied.get((instance.instance_id, destination.key))
+        if source is None:
+            state: CopyState = "ok" if young else "missing"
+            found.append(CopyStatus(destination.key, state, allowed_age=allowed))
+            continue
+        age = now - source.backup_time
+        state = "ok" if age <= allowed else "late"
+        found.append(
+            CopyStatus(
+                destination.key, state, source.copies[destination.key], source.backup_time, age, allowed
+            )
+        )
+    return tuple(found)
 
 
 def assess_instance(
@@ -253,6 +340,7 @@ class ReportRun:
     stack: Stack
     tick: timedelta
     pending_timeout: timedelta
+    copy_allowance: timedelta = timedelta(0)
 
 
 def report_run(settings: Settings, catalog: PolicyCatalog, now: datetime) -> ReportRun:
@@ -264,6 +352,7 @@ def report_run(settings: Settings, catalog: PolicyCatalog, now: datetime) -> Rep
         stack=settings.stack,
         tick=timedelta(minutes=settings.planner_rate_minutes),
         pending_timeout=timedelta(hours=settings.pending_timeout_hours),
+        copy_allowance=timedelta(hours=settings.copy_allowance_hours),
     )
 
 
@@ -274,6 +363,7 @@ def run_report(run: ReportRun, deps: ReportDeps) -> DailyReport:
         regions=tuple(_region(region, run, deps) for region in run.regions),
         tick=run.tick,
         pending_timeout=run.pending_timeout,
+        copy_allowance=run.copy_allowance,
     )
     # EventBridge Scheduler delivers at least once: a tick delivered twice reports once.
     if deps.ledger.first_time(f"report.daily#{format_slot(run.now)}", run.now, REPORT_MEMORY):
@@ -298,6 +388,7 @@ def _region(region: str, run: ReportRun, deps: ReportDeps) -> RegionReport:
         now=run.now,
         tick=run.tick,
         pending_timeout=run.pending_timeout,
+        copy_allowance=run.copy_allowance,
     )
 
 
@@ -321,6 +412,8 @@ def daily_report(report: DailyReport, limit: int | None = None) -> Notification:
             problems.append(f"{len(stale)} stale AMI(s)")
         if counts["invalid"]:
             problems.append(f"{counts['invalid']} invalid")
+        if report.late_copies:
+            problems.append(f"{len(report.late_copies)} late copies")
         if report.failed_regions:
             problems.append(f"{len(report.failed_regions)} region(s) unreadable")
         subject = f"amikeeper daily report: {', '.join(problems)} in {where}"
@@ -343,6 +436,8 @@ def daily_report(report: DailyReport, limit: int | None = None) -> Notification:
             "stale_pending_total": len(stale),
             "stale_pending_listed": len(listed_stale),
             "stale_pending": [image.document() for image in listed_stale],
+            "copy_allowance_hours": int(report.copy_allowance.total_seconds() // 3600),
+            "late_copies_total": len(report.late_copies),
         },
     )
 
@@ -381,6 +476,36 @@ def _daily_summary(
             + [
                 [s.region, s.image_id, s.instance_id or "-", format_slot(s.created), format_age(s.age)]
                 for s in listed_stale
+            ]
+        )
+    late = [(instance, copy) for instance in listed for copy in instance.late_copies]
+    if late:
+        lines += ["", "Late or missing disaster-recovery copies:"]
+        lines += render_table(
+            [
+                [
+                    "region",
+                    "instance",
+                    "destination",
+                    "newest copy",
+                    "of backup taken",
+                    "age",
+                    "allowed",
+                    "state",
+                ]
+            ]
+            + [
+                [
+                    i.region,
+                    i.instance_id,
+                    c.destination,
+                    c.image_id or "none",
+                    format_slot(c.backup_time) if c.backup_time else "-",
+                    format_age(c.age) if c.age is not None else "-",
+                    format_age(c.allowed_age) if c.allowed_age is not None else "-",
+                    c.state,
+                ]
+                for i, c in late
             ]
         )
     left_out = (total - len(listed)) + (len(report.stale) - len(listed_stale))
