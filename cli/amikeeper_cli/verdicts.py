@@ -33,4 +33,7 @@ def document(verdict: Verdict, image: Image | None) -> dict[str, Any]:
         "reasons": list(verdict.reasons),
         "held": is_held(tags),
         "used_by": list(verdict.used_by),
+        # Destination -> copy id of each completed disaster-recovery copy; a copy itself names its source.
+        "copies": image.copies if image is not None else {},
+        "copy_of": image.copy_of if image is not None else None,
     }

@@ -50,6 +50,7 @@ def test_backups_shows_retention_reasons_hold_and_use_of_each_backup(operator: O
         "in use",
         "-",
         f"instance {user} (running)",
+        "-",
     ]
     assert rows[amis[0]][4:6] == ["keep (kept)", "last #1; newest backup"]
     assert rows[amis[3]][4:6] == ["delete (expired)", "expired"]

@@ -54,10 +54,11 @@ def test_status_lists_each_opted_in_instance_with_its_rpo_status_and_last_verifi
     assert "┃ last verified restore ┃" in table.stdout
     rows = table_rows(table.stdout)
     assert [row[1] for row in rows] == [stale, new, fresh]
-    assert [row[-2:] for row in rows] == [
-        ["violation", "never"],
-        ["new", "never"],
-        ["ok", "2026-11-29T05:10:00Z"],
+    # (and "-" for copies: the default policy copies nothing)
+    assert [row[-3:] for row in rows] == [
+        ["violation", "-", "never"],
+        ["new", "-", "never"],
+        ["ok", "-", "2026-11-29T05:10:00Z"],
     ]
     assert rows[2][5] == fresh_ami
     assert f"{stale}: newest available backup is 3d 00h old" in table.stdout

@@ -21,7 +21,7 @@ from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.errors import BadInput
 from amikeeper_cli.render import Section, View
 
-COLUMNS = ("AMI", "slot", "trigger", "state", "retention", "why", "hold", "in use")
+COLUMNS = ("AMI", "slot", "trigger", "state", "retention", "why", "hold", "in use", "copies")
 
 
 def backups(deployment: Deployment, instance_id: str) -> View:
@@ -58,6 +58,7 @@ def _view(deployment: Deployment, region: str, instance_id: str, instance: Insta
             verdicts.why(verdict),
             "held" if entry["held"] else "-",
             ", ".join(entry["used_by"]) or "-",
+            ", ".join(f"{key}: {copy}" for key, copy in entry["copies"].items()) or "-",
         ]
         for verdict, entry in zip(listed, documents, strict=True)
     ]

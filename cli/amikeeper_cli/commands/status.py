@@ -1,8 +1,8 @@
 """``amikeeper status``: every opted-in instance against its RPO, by the daily report's own rule.
 
 amikeeper.report.assess_region decides each instance's status (ok, violation, new, invalid) from the
-same two server-filtered listings per region the report function reads; the CLI adds only the last
-verified restore, read from the tags of the AMIs already listed.
+same two server-filtered listings per region the report function reads, newest copy per destination
+included; the CLI adds only the last verified restore, read from the tags of the AMIs already listed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.model import RESTORE_VERIFIED, Image
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
-from amikeeper.report import DailyReport, RegionReport, assess_region, format_age, report_run
+from amikeeper.report import DailyReport, InstanceStatus, RegionReport, assess_region, format_age, report_run
 from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.render import Section, View
 
@@ -30,6 +30,7 @@ COLUMNS = (
     "age",
     "allowed",
     "status",
+    "newest copy per destination",
     "last verified restore",
 )
 
@@ -57,10 +58,11 @@ def status(deployment: Deployment) -> View:
                 now=run.now,
                 tick=run.tick,
                 pending_timeout=run.pending_timeout,
+                copy_allowance=run.copy_allowance,
             )
         )
         verified |= last_verified(images)
-    report = DailyReport(run.now, tuple(regions), run.tick, run.pending_timeout)
+    report = DailyReport(run.now, tuple(regions), run.tick, run.pending_timeout, run.copy_allowance)
     listed = report.instances
     rows = [
         [
@@ -74,6 +76,7 @@ def status(deployment: Deployment) -> View:
             format_age(i.age) if i.age is not None else "-",
             format_age(i.allowed_age) if i.allowed_age is not None else "-",
             i.status,
+            copies_cell(i),
             verified.get(i.instance_id, NEVER),
         ]
         for i in listed
@@ -90,6 +93,17 @@ def status(deployment: Deployment) -> View:
         sections=[Section(title, COLUMNS, rows)],
         notes=[f"{i.instance_id}: {i.reason}" for i in listed if i.reason],
         problems=[f"region {r.region} could not be read: {r.error}" for r in report.failed_regions],
+    )
+
+
+def copies_cell(instance: InstanceStatus) -> str:
+    """``eu-central-1 4h 10m ok; 222233334444/eu-west-1 none missing``; ``-`` when the policy copies nothing."""
+    return (
+        "; ".join(
+            f"{copy.destination} {format_age(copy.age) if copy.age is not None else 'none'} {copy.state}"
+            for copy in instance.copies
+        )
+        or "-"
     )
 
 
