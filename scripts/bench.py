@@ -34,7 +34,7 @@ from unittest import mock
 import psutil  # type: ignore[import-untyped]
 from moto import mock_aws
 
-from scripts import bench_day
+from scripts import bench_copies, bench_day
 from scripts.bench_memory import Measured, cold_import, replay_peak
 from scripts.bench_report import FleetRun, render, verdict
 from scripts.bench_world import FAKE_CREDENTIALS, KEPT_DAYS, RETENTION, ROOT, bench_world
@@ -190,6 +190,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=(1_000,),
         help="fleet sizes of the whole day at the defaults (scripts/bench_day.py), 0 to skip (default 1000)",
     )
+    parser.add_argument(
+        "--copy-sizes",
+        type=lambda text: tuple(int(part) for part in text.split(",") if part.strip() and int(part)),
+        default=bench_copies.DEFAULT_SIZES,
+        help="fleet sizes of the copies run (scripts/bench_copies.py), 0 to skip (default 100,1000)",
+    )
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process import timings")
     parser.add_argument("--no-memory", action="store_true", help="skip the planner's fresh-process replay")
     args = parser.parse_args(argv)
@@ -229,11 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in args.day_sizes:
         progress(f"{size:,}: a whole day at the defaults")
         days.append(bench_day.measure(size))
+    copies = []
+    for size in args.copy_sizes:
+        progress(f"{size:,}: copies to another region")
+        copies.append(bench_copies.measure(size, args.days))
     cold = {} if args.no_cold_start else cold_starts()
     print(render(runs, cold))
     if days:
         print()
         print("\n".join(bench_day.render(days)))
+    if copies:
+        print()
+        print("\n".join(bench_copies.render(copies)))
     print()
     for finding in verdict(runs, cold):
         print(f"- {finding}")

@@ -12,7 +12,19 @@ def test_the_benchmark_runs_a_ten_instance_fleet_and_prints_an_exact_end_state(
 ) -> None:
     # When the benchmark runs a 10-instance fleet, plain and throttled, over three days
     status = bench.main(
-        ["--sizes", "10", "--days", "3", "--throttled-size", "10", "--no-cold-start", "--day-sizes", "5"]
+        [
+            "--sizes",
+            "10",
+            "--days",
+            "3",
+            "--throttled-size",
+            "10",
+            "--no-cold-start",
+            "--day-sizes",
+            "5",
+            "--copy-sizes",
+            "4",
+        ]
     )
     # Then it succeeds, and its table shows the steady-state cycle against the target and an exact end state
     out = capsys.readouterr().out
@@ -29,3 +41,6 @@ def test_the_benchmark_runs_a_ten_instance_fleet_and_prints_an_exact_end_state(
     assert "5 instances, quiet day:" in out and "(target ≤ 2.2)" in out
     assert "AmiStateFunction" in out and "DescribeImages" in out
     assert 'messages: {"report.daily/info": 1}' in out
+    # And the copies run reaches the floor: one CopyImage per copy, one DeregisterImage per expired copy
+    assert "4 instances: 4 copies made, 4 expired copies deleted that day" in out
+    assert "CopyImage per copy made 1.000 (floor 1); DeregisterImage per expired copy 1.000 (floor 1)" in out
