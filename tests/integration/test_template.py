@@ -981,3 +981,76 @@ def test_context_counts_the_remaining_time_down_on_its_clock(probe_app: SamApp) 
     assert context.get_remaining_time_in_millis() == 0
     assert context.invoked_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:FirstProbe"
     assert context.memory_limit_in_mb == "128"
+
+
+# --- copies (SPEC §9) ----------------------------------------------------------------------------------
+def vault_policy(translated: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    resource: dict[str, Any] = translated["Resources"][logical_id]
+    return resource
+
+
+def test_the_copier_copies_and_tags_only_in_the_listed_copy_regions(translated: dict[str, Any]) -> None:
+    for action in ("ec2:CopyImage", "ec2:CreateTags"):
+        copying = [
+            s
+            for s in statements_granting(translated, "CopierFunction", action)
+            if "ec2:CreateAction" in s.get("Condition", {}).get("StringEquals", {})
+            or action == "ec2:CopyImage"
+        ]
+        assert copying, action
+        for statement in copying:
+            assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == {
+                "Fn::Split": [",", {"Ref": "CopyRegions"}]
+            }
+
+
+def test_the_copier_tags_copies_only_inside_copy_image_and_sources_only_with_their_copy_record(
+    translated: dict[str, Any],
+) -> None:
+    tagging = statements_granting(translated, "CopierFunction", "ec2:CreateTags")
+    inside_copy = [s for s in tagging if "ec2:CreateAction" in s["Condition"].get("StringEquals", {})]
+    records = [s for s in tagging if s not in inside_copy]
+    assert [s["Condition"]["StringEquals"]["ec2:CreateAction"] for s in inside_copy] == ["CopyImage"]
+    assert inside_copy[0]["Condition"]["StringEquals"]["aws:RequestTag/amikeeper:managed-by"] == {
+        "Ref": "AWS::StackName"
+    }
+    [record] = records
+    assert record["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}
+    }
+    assert record["Condition"]["ForAllValues:StringLike"] == {"aws:TagKeys": ["amikeeper:copied:*"]}
+
+
+def test_the_vault_role_may_be_assumed_only_when_configured_and_only_that_role(
+    translated: dict[str, Any],
+) -> None:
+    assume = vault_policy(translated, "VaultRoleAssumePolicy")
+    assert assume["Condition"] == "HasVaultRole"
+    [statement] = assume["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole" and statement["Resource"] == {"Ref": "VaultRoleArn"}
+    assert {role["Ref"] for role in assume["Properties"]["Roles"]} == {
+        "CopierFunctionRole",
+        "RetentionFunctionRole",
+        "DeleterFunctionRole",
+    }
+    assert not any(
+        grants(s, "sts:AssumeRole") for fid in FUNCTIONS for s in role_statements(translated, fid)
+    ), "no function may assume a role through its own policies"
+
+
+def test_only_the_copier_may_share_and_only_this_stacks_backups_with_a_vault(
+    translated: dict[str, Any],
+) -> None:
+    share = vault_policy(translated, "CopierShareWithVaultPolicy")
+    assert share["Condition"] == "HasVaultRole"
+    assert share["Properties"]["Roles"] == [{"Ref": "CopierFunctionRole"}]
+    [sharing] = [
+        s
+        for s in share["Properties"]["PolicyDocument"]["Statement"]
+        if "ec2:ModifyImageAttribute" in s["Action"]
+    ]
+    assert sharing["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}
+    }
+    for function_id in FUNCTIONS:
+        assert not statements_granting(translated, function_id, "ec2:ModifyImageAttribute")
