@@ -4,7 +4,9 @@ accepts it, its IAM is the contract the source stack relies on, and it deploys."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ import cfnlint.api
 import pytest
 from moto import mock_aws
 
-from tests.fixtures.ec2_fidelity import aws_credentials  # noqa: F401 - pytest fixture, used by name
+from tests.fixtures.ec2_fidelity import (
+    SHARED_KEY_ACTIONS,
+    aws_credentials,  # noqa: F401 - pytest fixture, used by name
+)
 from tests.sam_local import SamApp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,3 +268,34 @@ def test_deployed_role_has_its_name_trust_and_output(vault_account: None) -> Non
         "StringEquals": {"sts:ExternalId": PARAMETERS["ExternalId"]}
     }
     assert "copy-and-retain" in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+
+
+# --- docs/vault.md says what the template and the fidelity fixture do -------------------------------------
+DOC = ROOT / "docs" / "vault.md"
+
+
+def test_documented_deploy_command_names_only_parameters_of_the_template() -> None:
+    # Given the deploy command of docs/vault.md
+    command = DOC.read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    overrides = re.findall(r"\b([A-Z][A-Za-z]+)=", command)
+
+    # Then every override it gives is a parameter, and every parameter without a default is given
+    parameters = APP.template["Parameters"]
+    assert set(overrides) <= set(parameters)
+    assert {name for name, p in parameters.items() if "Default" not in p} <= set(overrides)
+
+
+def test_documented_source_key_statements_allow_what_a_vault_copy_needs() -> None:
+    # Given the key-policy statements docs/vault.md tells the source account to add
+    block = DOC.read_text().split("```json\n", 1)[1].split("```", 1)[0]
+    statements = json.loads(f"[{block}]")
+
+    # Then they name only the vault role, cover every action the fidelity fixture (after the EBS user
+    # guide) requires of a shared key, and let the role create grants for AWS resources only
+    assert {s["Principal"]["AWS"] for s in statements} == {
+        "arn:aws:iam::<vault-account>:role/amikeeper-vault-<SourceStackName>"
+    }
+    allowed = [a for s in statements for a in actions(s)]
+    assert all(any(fnmatchcase(needed, pattern) for pattern in allowed) for needed in SHARED_KEY_ACTIONS)
+    grants = [s for s in statements if "kms:CreateGrant" in actions(s)]
+    assert [s["Condition"] for s in grants] == [{"Bool": {"kms:GrantIsForAWSResource": "true"}}]
