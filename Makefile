@@ -49,9 +49,12 @@ types: $(VENV)/.installed
 	$(VENV)/bin/mypy layers/shared/amikeeper functions tests scripts cli
 
 ## checkov on the SAM-translated template; fails on any finding not skipped, with a reason, in .checkov.yaml.
-scan: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+## The vault account's template (plain CloudFormation): cfn-lint, then checkov (skips, if any, inline there).
+scan: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	PYTHONPATH=layers/shared:. $(PY) -m tests.integration.test_template_checkov $(SCANNED_TEMPLATE)
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --skip-download -f $(SCANNED_TEMPLATE)
+	$(SAM_VENV)/bin/cfn-lint vault/template.yaml
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --skip-download -f vault/template.yaml
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -15,7 +16,13 @@ from moto import mock_aws
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.responses.amis import AmisResponse
 from mypy_boto3_ec2 import EC2Client
-from mypy_boto3_ec2.type_defs import ResourceTypeOptionTypeDef, TagSpecificationTypeDef, TagTypeDef
+from mypy_boto3_ec2.type_defs import (
+    LaunchPermissionModificationsTypeDef,
+    LaunchPermissionTypeDef,
+    ResourceTypeOptionTypeDef,
+    TagSpecificationTypeDef,
+    TagTypeDef,
+)
 
 from tests.fixtures.ec2_fidelity import (
     FAKE_REGION,
@@ -787,6 +794,284 @@ def test_copy_of_an_image_missing_from_the_source_region_is_not_found(
     # Then both are not found, as the source is looked up in SourceRegion, and nothing was made
     assert error_code(elsewhere) == error_code(nowhere) == "InvalidAMIID.NotFound"
     assert [i["ImageId"] for i in destination.describe_images(Owners=["self"])["Images"]] == [only_there]
+
+
+# --- Gap 14: CopyImage of an AMI owned by another account (the vault) ------------------------------------
+VAULT_ACCOUNT = "222233334444"
+VAULT_ROLE = f"arn:aws:iam::{VAULT_ACCOUNT}:role/amikeeper-vault-amikeeper"
+
+
+def vault_client(region: str = DESTINATION_REGION) -> EC2Client:
+    """EC2 in the vault account, through the vault role, as the stack reaches it."""
+    credentials = boto3.client("sts", region_name=FAKE_REGION).assume_role(
+        RoleArn=VAULT_ROLE, RoleSessionName="amikeeper-copy", ExternalId="vault-external-id"
+    )["Credentials"]
+    return boto3.client(
+        "ec2",
+        region_name=region,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+@pytest.fixture
+def vault(aws: Ec2Fidelity) -> EC2Client:  # noqa: F811 - the imported fixture, requested by name
+    return vault_client()
+
+
+def share(
+    ec2: EC2Client, image_id: str, *, launch: bool = True, volumes: bool = True, add: bool = True
+) -> None:
+    """Share (or, with add=False, unshare) a backup with the vault account, as the stack does."""
+    operation: Literal["add", "remove"] = "add" if add else "remove"
+    if launch:
+        vault_only: list[LaunchPermissionTypeDef] = [{"UserId": VAULT_ACCOUNT}]
+        change: LaunchPermissionModificationsTypeDef = {"Add": vault_only} if add else {"Remove": vault_only}
+        ec2.modify_image_attribute(ImageId=image_id, LaunchPermission=change)
+    if volumes:
+        for snapshot_id in snapshot_ids(image_of(ec2, image_id)):
+            ec2.modify_snapshot_attribute(
+                SnapshotId=snapshot_id,
+                Attribute="createVolumePermission",
+                OperationType=operation,
+                UserIds=[VAULT_ACCOUNT],
+            )
+
+
+def vault_copy(vault: EC2Client, source_id: str, name: str = "vault-nightly-web", **extra: Any) -> str:
+    return copy_of(vault, source_id, name, **extra)
+
+
+def encrypted_backup(ec2: EC2Client, base_image: str, name: str, kms_key_id: str | None = None) -> str:
+    ebs: dict[str, Any] = {"VolumeSize": 20, "Encrypted": True}
+    if kms_key_id:
+        ebs["KmsKeyId"] = kms_key_id
+    instance_id = launch(ec2, base_image, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": ebs}])
+    return ec2.create_image(InstanceId=instance_id, Name=name)["ImageId"]
+
+
+def source_key(policy_for_vault: bool) -> str:
+    """A customer managed key in the source account; its policy lets the vault use it, or only the owner."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "Owner",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if policy_for_vault:
+        statements.append(
+            {
+                "Sid": "VaultCopiesSharedSnapshots",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{VAULT_ACCOUNT}:root"},
+                "Action": [
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    "kms:CreateGrant",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                ],
+                "Resource": "*",
+            }
+        )
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    kms = boto3.client("kms", region_name=FAKE_REGION)
+    return kms.create_key(Policy=policy, Description="backups")["KeyMetadata"]["Arn"]
+
+
+@pytest.mark.parametrize(
+    ("launch_shared", "volumes_shared", "expected"),
+    [
+        (False, False, "InvalidAMIID.NotFound"),
+        (False, True, "InvalidAMIID.NotFound"),
+        (True, False, "InvalidRequest"),
+    ],
+    ids=["unshared", "volumes-only", "launch-only"],
+)
+def test_vault_cannot_copy_a_backup_not_shared_with_it(
+    ec2: EC2Client, vault: EC2Client, backup: str, launch_shared: bool, volumes_shared: bool, expected: str
+) -> None:
+    # Given a backup of the source account shared with the vault partly or not at all
+    share(ec2, backup, launch=launch_shared, volumes=volumes_shared)
+
+    # When the vault account copies it
+    with pytest.raises(ClientError) as refused:
+        vault_copy(vault, backup)
+
+    # Then EC2 refuses: the AMI is invisible without launch permission, its storage unreadable without
+    # createVolumePermission on every snapshot; and the vault holds nothing
+    assert error_code(refused) == expected
+    if expected == "InvalidRequest":
+        assert "permission to access the storage" in refused.value.response["Error"]["Message"]
+    assert vault.describe_images(Owners=["self"])["Images"] == []
+    assert vault.describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
+
+
+def test_vault_copies_a_shared_backup_and_owns_the_copy(
+    ec2: EC2Client, vault: EC2Client, backup: str
+) -> None:
+    # Given a two-volume backup shared with the vault (launch permission and both snapshots)
+    share(ec2, backup)
+
+    # When the vault account copies it into its region, tagging in the same call
+    copy_id = vault_copy(vault, backup, TagSpecifications=IMAGE_AND_SNAPSHOT_TAGS)
+
+    # Then the copy and its snapshots belong to the vault account, not to the source account
+    copy = image_of(vault, copy_id)
+    assert copy["OwnerId"] == VAULT_ACCOUNT
+    assert devices(copy) == devices(image_of(ec2, backup))
+    assert [i["ImageId"] for i in vault.describe_images(Owners=["self"])["Images"]] == [copy_id]
+    snapshots = vault.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert {s["SnapshotId"] for s in snapshots} == set(snapshot_ids(copy))
+    assert {s["OwnerId"] for s in snapshots} == {VAULT_ACCOUNT}
+    assert all(MANAGED in s["Tags"] for s in snapshots)
+    assert MANAGED in copy["Tags"]
+    # And the source account cannot see, let alone delete, it in that region
+    source_in_destination = boto3.client("ec2", region_name=DESTINATION_REGION)
+    assert source_in_destination.describe_images(Owners=["self"])["Images"] == []
+    with pytest.raises(ClientError) as invisible:
+        source_in_destination.deregister_image(ImageId=copy_id)
+    assert error_code(invisible) == "InvalidAMIID.NotFound"
+
+
+def test_vault_cannot_copy_again_once_the_backup_is_unshared(
+    ec2: EC2Client, vault: EC2Client, backup: str
+) -> None:
+    # Given a backup that was shared, copied, and unshared when the copy completed
+    share(ec2, backup)
+    first = vault_copy(vault, backup)
+    share(ec2, backup, add=False)
+    assert (
+        ec2.describe_image_attribute(ImageId=backup, Attribute="launchPermission")["LaunchPermissions"] == []
+    )
+
+    # When the vault tries another copy
+    with pytest.raises(ClientError) as refused:
+        vault_copy(vault, backup, "vault-second")
+
+    # Then it is refused, and the first copy is still the vault's own
+    assert error_code(refused) == "InvalidAMIID.NotFound"
+    assert image_of(vault, first)["OwnerId"] == VAULT_ACCOUNT
+
+    # And with only the launch permission removed, the storage alone does not let it copy
+    share(ec2, backup, launch=False)
+    with pytest.raises(ClientError) as still_refused:
+        vault_copy(vault, backup, "vault-third")
+    assert error_code(still_refused) == "InvalidAMIID.NotFound"
+
+
+def test_vault_copy_starts_pending_and_moves_on_in_the_vault_account(
+    aws: Ec2Fidelity,  # noqa: F811
+    ec2: EC2Client,
+    vault: EC2Client,
+    backup: str,
+) -> None:
+    # Given a shared backup copied while new AMIs start pending
+    share(ec2, backup)
+    aws.start_pending(True)
+    copy_id = vault_copy(vault, backup)
+    assert image_of(vault, copy_id)["State"] == "pending"
+
+    # When EC2 finishes the copy in the vault account
+    aws.set_image_state(DESTINATION_REGION, copy_id, "available", account_id=VAULT_ACCOUNT)
+
+    # Then the vault sees it available with completed snapshots
+    copy = image_of(vault, copy_id)
+    assert copy["State"] == "available"
+    snapshots = vault.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert {s["State"] for s in snapshots} == {"completed"}
+
+
+def test_snapshot_under_the_aws_managed_key_cannot_be_shared_or_copied_by_the_vault(
+    ec2: EC2Client, vault: EC2Client, base_image: str
+) -> None:
+    # Given a backup whose data volume is encrypted with the account's default key, aws/ebs
+    backup = encrypted_backup(ec2, base_image, "default-key")
+    encrypted_snapshot = next(
+        m["Ebs"]["SnapshotId"] for m in image_of(ec2, backup)["BlockDeviceMappings"] if m["Ebs"]["Encrypted"]
+    )
+
+    # When the source account shares the snapshot, or the AMI, with the vault
+    with pytest.raises(ClientError) as snapshot_refused:
+        ec2.modify_snapshot_attribute(
+            SnapshotId=encrypted_snapshot,
+            Attribute="createVolumePermission",
+            OperationType="add",
+            UserIds=[VAULT_ACCOUNT],
+        )
+    with pytest.raises(ClientError) as image_refused:
+        ec2.modify_image_attribute(ImageId=backup, LaunchPermission={"Add": [{"UserId": VAULT_ACCOUNT}]})
+
+    # Then EC2 refuses both, nothing is shared, and the vault cannot copy the backup
+    assert error_code(snapshot_refused) == "OperationNotPermitted"
+    assert error_code(image_refused) == "InvalidParameter"
+    assert "AWS Managed CMK" in image_refused.value.response["Error"]["Message"]
+    attribute = ec2.describe_snapshot_attribute(
+        SnapshotId=encrypted_snapshot, Attribute="createVolumePermission"
+    )
+    assert attribute["CreateVolumePermissions"] == []
+    assert (
+        ec2.describe_image_attribute(ImageId=backup, Attribute="launchPermission")["LaunchPermissions"] == []
+    )
+    with pytest.raises(ClientError) as copy_refused:
+        vault_copy(vault, backup)
+    assert error_code(copy_refused) == "InvalidAMIID.NotFound"
+
+
+def test_vault_copies_a_backup_under_a_customer_managed_key_it_may_use(
+    ec2: EC2Client, vault: EC2Client, base_image: str
+) -> None:
+    # Given a backup encrypted with a customer managed key whose policy lets the vault use it, shared
+    key_arn = source_key(policy_for_vault=True)
+    backup = encrypted_backup(ec2, base_image, "cmk-backup", key_arn)
+    share(ec2, backup)
+
+    # When the vault copies it, re-encrypting under its own key
+    vault_key = f"arn:aws:kms:{DESTINATION_REGION}:{VAULT_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    copy = image_of(vault, vault_copy(vault, backup, Encrypted=True, KmsKeyId=vault_key))
+
+    # Then the copy is available, owned by the vault, and every snapshot is under the vault's key
+    assert (copy["State"], copy["OwnerId"]) == ("available", VAULT_ACCOUNT)
+    snapshots = vault.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert {(s["Encrypted"], s["KmsKeyId"]) for s in snapshots} == {(True, vault_key)}
+
+
+def test_vault_copy_fails_when_the_source_key_does_not_let_the_vault_use_it(
+    ec2: EC2Client, vault: EC2Client, base_image: str
+) -> None:
+    # Given a backup under a customer managed key whose policy names only its owner, shared with the vault
+    backup = encrypted_backup(ec2, base_image, "cmk-private", source_key(policy_for_vault=False))
+    share(ec2, backup)
+
+    # When the vault copies it
+    copy_id = vault_copy(vault, backup)
+
+    # Then EC2 accepts the call but the copy fails, saying why, and its snapshots are in error
+    copy = image_of(vault, copy_id)
+    assert copy["State"] == "failed"
+    assert copy["StateReason"]["Code"] == "Client.InvalidKMSKey.NotAccessible"
+    assert "not accessible" in copy["StateReason"]["Message"]
+    snapshots = vault.describe_snapshots(SnapshotIds=snapshot_ids(copy))["Snapshots"]
+    assert {s["State"] for s in snapshots} == {"error"}
+
+
+def test_client_tokens_are_per_account(
+    ec2: EC2Client, destination: EC2Client, vault: EC2Client, backup: str
+) -> None:
+    # Given the source account made a copy with a client token
+    own = copy_of(destination, backup, ClientToken="copy-nightly-web")
+    share(ec2, backup)
+
+    # When the vault uses the same token for its own copy
+    theirs = vault_copy(vault, backup, ClientToken="copy-nightly-web")
+
+    # Then it is a different copy in the vault, not the source account's copy
+    assert theirs != own
+    assert image_of(vault, theirs)["OwnerId"] == VAULT_ACCOUNT
 
 
 # --- Gap 10: RunInstances from a backup gets the backup's volumes ------------------------------------------
