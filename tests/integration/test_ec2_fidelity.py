@@ -1474,3 +1474,16 @@ def test_paging_reaches_every_item_that_still_exists(
 
     # Then every item was served exactly once
     assert sorted(served) == sorted(keys)
+
+
+# --- Gap 15: the AWS managed EBS key ------------------------------------------------------------------------
+def test_the_key_behind_aws_ebs_is_aws_managed(aws: Ec2Fidelity) -> None:  # noqa: F811 - the fixture
+    # Given a volume encrypted without naming a key (EC2 then uses the account's aws/ebs key)
+    ec2 = boto3.client("ec2", region_name=FAKE_REGION)
+    volume = ec2.create_volume(AvailabilityZone=f"{FAKE_REGION}a", Size=8, Encrypted=True)
+    # When KMS describes that key
+    key = boto3.client("kms", region_name=FAKE_REGION).describe_key(KeyId=volume["KmsKeyId"])["KeyMetadata"]
+    # Then it is an AWS managed key, found under its alias
+    assert key["KeyManager"] == "AWS"
+    aliases = boto3.client("kms", region_name=FAKE_REGION).list_aliases(KeyId=key["KeyId"])["Aliases"]
+    assert [alias["AliasName"] for alias in aliases] == ["alias/aws/ebs"]

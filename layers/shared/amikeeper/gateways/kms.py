@@ -33,7 +33,8 @@ class KeyInspector:
         aws_managed = metadata.get("KeyManager") == "AWS"
         policy = ""
         if with_policy and not aws_managed:
-            policy = self._client.get_key_policy(KeyId=metadata["KeyId"])["Policy"]
+            # "default" is the only name a key policy has.
+            policy = self._client.get_key_policy(KeyId=metadata["KeyId"], PolicyName="default")["Policy"]
         return KeyFacts(
             key_id=metadata["Arn"],
             aws_managed=aws_managed,
