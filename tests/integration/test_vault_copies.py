@@ -48,7 +48,7 @@ def vault_session() -> boto3.Session:
 def vault_copies() -> dict[str, dict[str, Any]]:
     """The vault's own AMIs in its region: id -> the image as the vault sees it."""
     ec2 = vault_session().client("ec2", region_name=VAULT_REGION)
-    return {image["ImageId"]: image for image in ec2.describe_images(Owners=["self"])["Images"]}
+    return {image["ImageId"]: dict(image) for image in ec2.describe_images(Owners=["self"])["Images"]}
 
 
 class World:
@@ -189,7 +189,7 @@ def encrypted_instance(kms_key_id: str | None) -> str:
         ImageId=image,
         MinCount=1,
         MaxCount=1,
-        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": ebs}],  # type: ignore[list-item]
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": ebs}],  # type: ignore[typeddict-item]
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Backup", "Value": "vaulted"}]}],
     )
     return str(instance["Instances"][0]["InstanceId"])
