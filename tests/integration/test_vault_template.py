@@ -125,6 +125,12 @@ def test_every_action_is_named_and_the_set_is_exactly_what_copies_need(copy_keys
         "ec2:DescribeImages",
         "ec2:DescribeSnapshots",
         "ec2:DescribeImageAttribute",
+        # what in the vault uses a copy (retention never deletes one in use)
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:DescribeImageReferences",
+        "autoscaling:DescribeLaunchConfigurations",
         "ec2:DeregisterImage",
         "ec2:DeleteSnapshot",
         "kms:Decrypt",
@@ -142,11 +148,20 @@ def test_tags_can_only_be_written_by_copy_image_and_must_mark_the_copy_as_this_s
     # Given the statements that allow CreateTags
     tagging = [s for s in role_statements() if "ec2:CreateTags" in actions(s)]
 
-    # Then the only one requires the CopyImage create action and the stack's managed-by tag
-    assert len(tagging) == 1
-    assert actions(tagging[0]) == ["ec2:CreateTags"]
-    assert tagging[0]["Condition"]["StringEquals"]["ec2:CreateAction"] == "CopyImage"
-    assert tagging[0]["Condition"]["StringEquals"]["aws:RequestTag/amikeeper:managed-by"] == STACK
+    # Then one requires the CopyImage create action and the stack's managed-by tag
+    assert len(tagging) == 2
+    [copying] = [s for s in tagging if "ec2:CreateAction" in s["Condition"]["StringEquals"]]
+    assert actions(copying) == ["ec2:CreateTags"]
+    assert copying["Condition"]["StringEquals"]["ec2:CreateAction"] == "CopyImage"
+    assert copying["Condition"]["StringEquals"]["aws:RequestTag/amikeeper:managed-by"] == STACK
+    # And the other writes retention's gone-since key only, on images already tagged as this stack's
+    [marking] = [s for s in tagging if s is not copying]
+    assert marking["Resource"] == "arn:aws:ec2:*::image/*"
+    assert marking["Condition"]["StringEquals"]["aws:ResourceTag/amikeeper:managed-by"] == STACK
+    assert marking["Condition"]["ForAllValues:StringEquals"] == {
+        "aws:TagKeys": ["amikeeper:instance-gone-since"]
+    }
+    assert marking["Condition"]["Null"] == {"aws:TagKeys": "false"}
 
 
 def test_deletions_are_allowed_only_on_resources_tagged_as_this_stacks() -> None:
@@ -166,7 +181,7 @@ def test_deletions_are_allowed_only_on_resources_tagged_as_this_stacks() -> None
 def test_every_ec2_statement_is_limited_to_the_destination_regions() -> None:
     # Given the EC2 statements / Then each one holds the requested-region condition with the regions given
     ec2 = [s for s in role_statements() if any(a.startswith("ec2:") for a in actions(s))]
-    assert len(ec2) == 5
+    assert len(ec2) == 6
     assert all(s["Condition"]["StringEquals"]["aws:RequestedRegion"] == REGIONS for s in ec2)
 
 
