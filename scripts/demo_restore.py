@@ -1,4 +1,4 @@
-"""Demo chapter 4: the operator's side. The `amikeeper` CLI (cli/amikeeper_cli) finds the demo stack,
+"""Demo chapter 5: the operator's side. The `amikeeper` CLI (cli/amikeeper_cli) finds the demo stack,
 shows the fleet, and brings a terminated instance back from its newest backup.
 
 The CLI runs through its real click entry point with the operator's environment; it discovers the stack
@@ -117,7 +117,7 @@ def launch_settings(instance: Mapping[str, Any]) -> list[str]:
 
 
 def operator_restore(world: World, fleet: Mapping[str, str], now: datetime, name: str = "web-1") -> None:
-    heading(f"4. {now:%H:%M}Z the operator CLI: `amikeeper status`; {name} is terminated and restored")
+    heading(f"5. {now:%H:%M}Z the operator CLI: `amikeeper status`; {name} is terminated and restored")
     stack_name = world.stack.parameter_overrides["AWS::StackName"]
     register(world.stack, world.functions, stack_name)
     print(

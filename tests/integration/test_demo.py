@@ -17,7 +17,20 @@ def test_the_demo_ends_with_a_terminated_instance_restored_through_the_cli(
     # When the whole demo runs
     demo.main()
     out = capsys.readouterr().out
-    chapter = out[out.index("=== 4. ") :]
+    copies = out[out.index("=== 4. ") : out.index("=== 5. ")]
+    chapter = out[out.index("=== 5. ") :]
+
+    # Then chapter 4 copied each of db-2's five backups to Frankfurt and to the vault, under the vault's key
+    rows = re.findall(r"^  (ami-\w+) +(2027-\S+) +(ami-\w+|-) +(ami-\w+|-) +(.+)$", copies, re.M)
+    made, after_retention = rows[:5], rows[5:]
+    assert all(frankfurt != "-" and vault != "-" for _, _, frankfurt, vault, _ in made)
+    assert {key for *_, key in made} == {"the vault's (alias/amikeeper-vault)"}
+    assert "sources still shared with the vault after their copies completed: none" in copies
+    # And retention kept Frankfurt's three newest (daily=3) and all five in the vault (daily=14)
+    assert re.search(r"^  eu-central-1 +5 +3 +2$", copies, re.M)
+    assert re.search(r"^  222233334444/eu-central-1 +5 +5 +0$", copies, re.M)
+    assert [frankfurt != "-" for _, _, frankfurt, _, _ in after_retention] == [False, False, True, True, True]
+    assert all(vault != "-" for _, _, _, vault, _ in after_retention)
 
     # Then the operator's status table shows the demo fleet as the CLI prints it
     assert "$ amikeeper status" in chapter
