@@ -62,7 +62,11 @@ class Deployment:
         except PolicyDocumentUnavailable as unavailable:
             document, error = None, str(unavailable)
         catalog = build_catalog(
-            settings.default_schedule, settings.default_retention, settings.time_zone, document
+            settings.default_schedule,
+            settings.default_retention,
+            settings.time_zone,
+            document,
+            settings.verify_schedule,
         )
         if error is None:
             return catalog

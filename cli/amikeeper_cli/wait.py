@@ -13,13 +13,12 @@ from typing import Literal
 
 from rich.console import Console
 
-from amikeeper.gateways.ec2 import InstanceHealth, RootTask
+from amikeeper.gateways.ec2 import RootTask
+from amikeeper.readiness import Readiness
+from amikeeper.readiness import instance_ready as instance_ready  # noqa: PLC0414 (the restore waits on it)
 
 POLL_SECONDS = 10.0
-# What a status check reads while it has not decided yet; anything else but `ok` is a failure.
-UNDECIDED_CHECKS = frozenset({"initializing", "insufficient-data", "not-applicable"})
 FAILED_TASK_STATES = frozenset({"failed", "failed-detached"})
-STOPPED_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 
 @dataclass
@@ -29,15 +28,8 @@ class Clock:
 
 
 CLOCK = Clock()
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One look at what is awaited: done, failed (with why), or still pending (with what)."""
-
-    done: bool = False
-    failure: str | None = None
-    pending: str = ""
+# What one look at a restore finds: the drills' rule for an instance, and the same shape for a root task.
+Progress = Readiness
 
 
 @dataclass(frozen=True)
@@ -63,31 +55,6 @@ def wait_for(look: Callable[[], Progress], *, what: str, timeout: float) -> Wait
                 return Waited("timeout", elapsed, progress.pending)
             status.update(f"{what}: waiting for {progress.pending} ({elapsed:.0f}s)")
             clock.sleep(min(POLL_SECONDS, timeout - elapsed))
-
-
-def instance_ready(instance_id: str, health: InstanceHealth | None) -> Progress:
-    """Running with both status checks `ok`; a check that is neither `ok` nor undecided fails it."""
-    if health is None:
-        return Progress(pending=f"EC2 to list {instance_id}")
-    if health.state in STOPPED_STATES:
-        return Progress(failure=f"{instance_id} is {health.state}")
-    if health.state != "running":
-        return Progress(pending=f"{instance_id} to be running (it is {health.state})")
-    checks = (
-        ("instance", health.instance_check, health.instance_detail),
-        ("system", health.system_check, health.system_detail),
-    )
-    failed = [
-        f"{name} status check {check}" + (f" ({detail})" if detail else "")
-        for name, check, detail in checks
-        if check != "ok" and check not in UNDECIDED_CHECKS
-    ]
-    if failed:
-        return Progress(failure=f"{instance_id}: {'; '.join(failed)}")
-    undecided = [f"{name} status check ({check})" for name, check, _ in checks if check != "ok"]
-    if undecided:
-        return Progress(pending=f"{instance_id}'s {' and '.join(undecided)}")
-    return Progress(done=True)
 
 
 def root_replaced(task: RootTask) -> Progress:

@@ -123,6 +123,11 @@ def copy_failed_only(world: World) -> None:
     assert world.notified() == ["copy.failed"]
 
 
+def restore_failed_only(world: World) -> None:
+    assert world.images() == set(), "no AMI is made"
+    assert world.notified() == ["restore.failed"]
+
+
 def every_backup_is_still_there(world: World) -> None:
     assert world.images() == world.seeded.kept | world.seeded.expired
     assert world.queued() == []
@@ -227,6 +232,13 @@ EXPECTATIONS: dict[str, Expectation] = {
     "copier-start.json": Expectation(answer={"batchItemFailures": []}, then=nothing_made_queued_or_notified),
     # A vault copy followed without a vault role configured: one copy.failed that says what to set up.
     "copier-check.json": Expectation(answer={"batchItemFailures": []}, then=copy_failed_only),
+    # No policy asks for drills and no drill instance is running: nothing swept, nothing started.
+    "drills-tick.json": Expectation(
+        answer={"swept": [], "started": [], "failed": [], "waiting": [], "read_fleet": False},
+        then=nothing_made_queued_or_notified,
+    ),
+    # A drill instance EC2 never listed, looked at long past its limit: failed, and said so once.
+    "drill-checker-look.json": Expectation(answer={"batchItemFailures": []}, then=restore_failed_only),
     # EC2 events for instances and AMIs this account does not have are ignored, each with its reason.
     "instance-state-running.json": ignored_instance(
         "instance-state-running.json", Mentions("running", "no action")

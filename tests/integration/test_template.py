@@ -67,6 +67,14 @@ CONTRACT_ENVIRONMENT = [
     "AMIKEEPER_VAULT_ROLE_ARN",
     "AMIKEEPER_VAULT_EXTERNAL_ID",
     "AMIKEEPER_COPY_ALLOWANCE_HOURS",
+    "AMIKEEPER_VERIFY_SCHEDULE",
+    "AMIKEEPER_DRILL_QUEUE_URL",
+    "AMIKEEPER_DRILL_SUBNET_IDS",
+    "AMIKEEPER_DRILL_SECURITY_GROUP_IDS",
+    "AMIKEEPER_DRILL_INSTANCE_TYPE",
+    "AMIKEEPER_MAX_CONCURRENT_DRILLS",
+    "AMIKEEPER_DRILL_MINUTES_PER_DAY",
+    "AMIKEEPER_DRILL_MAX_MINUTES",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -90,6 +98,13 @@ CONTRACT_PARAMETER_DEFAULTS: dict[str, Any] = {
     "VaultRoleArn": "",
     "VaultExternalId": "",
     "CopyAllowanceHours": 6,
+    "VerifySchedule": "",
+    "DrillSubnetIds": "",
+    "DrillSecurityGroupIds": "",
+    "DrillInstanceType": "",
+    "MaxConcurrentDrills": 2,
+    "DrillMinutesPerDay": 240,
+    "DrillMaxMinutes": 20,
     "LogRetentionDays": 30,
     "LogLevel": "INFO",
 }
@@ -158,6 +173,29 @@ CONTRACT_CALLS: dict[str, list[str]] = {
         "sns:Publish",
         *IDEMPOTENCY_CALLS,  # events handled, notices sent
     ],
+    # Restore drills: the sweeper and the launches (the day's minutes kept in the table), then the looks.
+    "DrillFunction": [
+        "ec2:DescribeInstances",
+        "ec2:DescribeImages",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "sns:Publish",
+        *IDEMPOTENCY_CALLS,
+    ],
+    "DrillCheckerFunction": [
+        "ec2:DescribeInstanceStatus",
+        "ec2:TerminateInstances",
+        "ec2:CreateTags",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "sns:Publish",
+        *IDEMPOTENCY_CALLS,
+    ],
 }
 EC2_WRITES: dict[str, set[str]] = {
     "WorkerFunction": {"ec2:CreateImage", "ec2:CreateTags"},
@@ -165,6 +203,8 @@ EC2_WRITES: dict[str, set[str]] = {
     "DeleterFunction": {"ec2:DeregisterImage", "ec2:DeleteSnapshot"},
     # Sharing a source with the vault only when a vault role is set (see the vault tests).
     "CopierFunction": {"ec2:CopyImage", "ec2:CreateTags"},
+    "DrillFunction": {"ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances"},
+    "DrillCheckerFunction": {"ec2:CreateTags", "ec2:TerminateInstances"},
 }
 DELETE_ACTIONS = ("ec2:DeregisterImage", "ec2:DeleteSnapshot")
 AWS_MANAGED_POLICIES_ALLOWED = {
@@ -182,6 +222,7 @@ DEPLOYED_VALUES = {
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:amikeeper-NotificationTopic-Q1w2E3r4T5y6",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "amikeeper-IdempotencyTable-1AB2CD3EF4GH",
     "AMIKEEPER_COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-copies",
+    "AMIKEEPER_DRILL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/amikeeper-drills",
 }
 
 
@@ -365,7 +406,7 @@ def test_sam_build_produces_arm64_python313_artifacts(tmp_path: Path) -> None:
 # --- the functions -------------------------------------------------------------------------------
 
 
-def test_the_template_declares_the_six_functions_of_the_contract_and_the_two_queue_consumers() -> None:
+def test_the_template_declares_the_contract_functions_queue_consumers_copier_and_drill_functions() -> None:
     assert FUNCTIONS == [
         "PlannerFunction",
         "RegionPlannerFunction",
@@ -373,6 +414,8 @@ def test_the_template_declares_the_six_functions_of_the_contract_and_the_two_que
         "RetentionFunction",
         "DeleterFunction",
         "CopierFunction",
+        "DrillFunction",
+        "DrillCheckerFunction",
         "InstanceStateFunction",
         "AmiStateFunction",
         "ReportFunction",
@@ -1054,3 +1097,60 @@ def test_only_the_copier_may_share_and_only_this_stacks_backups_with_a_vault(
     }
     for function_id in FUNCTIONS:
         assert not statements_granting(translated, function_id, "ec2:ModifyImageAttribute")
+
+
+# --- restore drills ---------------------------------------------------------------------------------
+
+
+def test_drills_launch_only_this_stacks_backups_into_the_drill_subnets_and_groups_tagged_as_drills(
+    translated: dict[str, Any],
+) -> None:
+    launching = statements_granting(translated, "DrillFunction", "ec2:RunInstances")
+    by_resource = {str(s["Resource"]): s.get("Condition", {}) for s in launching}
+    conditions = [c for c in by_resource.values() if c]
+    # Then the AMI and its snapshots must be this stack's backups
+    assert {"StringEquals": {"aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}}} in conditions
+    # And the subnet and the group must be the configured drill ones
+    assert {"StringEquals": {"ec2:SubnetID": {"Fn::Split": [",", {"Ref": "DrillSubnetIds"}]}}} in conditions
+    assert {
+        "StringEquals": {"ec2:SecurityGroupID": {"Fn::Split": [",", {"Ref": "DrillSecurityGroupIds"}]}}
+    } in conditions
+    # And the instance must be tagged as this stack's drill as it is launched
+    assert {"StringEquals": {"aws:RequestTag/amikeeper:drill": {"Ref": "AWS::StackName"}}} in conditions
+    # And no other function may launch anything
+    for function_id in FUNCTIONS:
+        if function_id != "DrillFunction":
+            assert not statements_granting(translated, function_id, "ec2:RunInstances"), function_id
+
+
+def test_drills_terminate_only_instances_tagged_as_this_stacks_drills(translated: dict[str, Any]) -> None:
+    for function_id in FUNCTIONS:
+        terminating = statements_granting(translated, function_id, "ec2:TerminateInstances")
+        if function_id not in ("DrillFunction", "DrillCheckerFunction"):
+            assert not terminating, function_id
+            continue
+        [statement] = terminating
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:ResourceTag/amikeeper:drill": {"Ref": "AWS::StackName"}}
+        }
+
+
+def test_drills_tag_instances_only_at_launch_and_backups_only_with_their_outcome(
+    translated: dict[str, Any],
+) -> None:
+    tagging = statements_granting(translated, "DrillFunction", "ec2:CreateTags")
+    at_launch = [s for s in tagging if "ec2:CreateAction" in s["Condition"].get("StringEquals", {})]
+    [outcome] = [s for s in tagging if s not in at_launch]
+    assert [s["Condition"]["StringEquals"]["ec2:CreateAction"] for s in at_launch] == ["RunInstances"]
+    assert outcome["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/amikeeper:managed-by": {"Ref": "AWS::StackName"}
+    }
+    assert outcome["Condition"]["ForAllValues:StringEquals"] == {
+        "aws:TagKeys": ["amikeeper:restore-drill", "amikeeper:restore-verified"]
+    }
+
+
+def test_one_drill_tick_runs_at_a_time_every_half_hour() -> None:
+    properties = function_properties("DrillFunction")
+    assert properties["ReservedConcurrentExecutions"] == 1
+    assert properties["Events"]["Tick"]["Properties"]["ScheduleExpression"] == "rate(30 minutes)"

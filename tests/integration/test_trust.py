@@ -19,7 +19,7 @@ import pytest
 
 from amikeeper.backups import EC2_TAG_LIMIT
 from amikeeper.config import load_settings
-from amikeeper.model import GONE_SINCE, RESTORE_VERIFIED, tag_map
+from amikeeper.model import GONE_SINCE, RESTORE_DRILL, RESTORE_VERIFIED, tag_map
 from amikeeper.runtime import Runtime
 from tests.conftest import ROOT
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
@@ -124,8 +124,8 @@ def test_copy_tags_beyond_the_ami_tag_limit_are_left_out_and_named_once(
     [image] = managed_images(stack.region)
     written = tag_map(image["Tags"])
     assert written["amikeeper:instance-id"] == web and written["Name"] == "web"
-    # (room left for the keys added later: gone-since, restore-verified, an operator's hold)
-    assert len(written) + len({GONE_SINCE, RESTORE_VERIFIED, "Backup:Hold"}) <= EC2_TAG_LIMIT
+    # (room left for the keys added later: gone-since, restore-verified, restore-drill, an operator's hold)
+    assert len(written) + len({GONE_SINCE, RESTORE_VERIFIED, RESTORE_DRILL, "Backup:Hold"}) <= EC2_TAG_LIMIT
     assert len(written["Cost00"]) == 256
     # And one warning names the keys that were left out
     [summary] = stack.notifications()

@@ -21,6 +21,7 @@ from amikeeper.model import (
     LAUNCH_PROFILE,
     LAUNCH_SECURITY_GROUPS,
     LAUNCH_TAGS,
+    RESTORE_DRILL,
     RESTORE_VERIFIED,
     Instance,
     LaunchConfig,
@@ -90,11 +91,13 @@ def test_a_maximal_backup_still_fits_ec2s_fifty_tags() -> None:
     policy = replace(POLICY, copies=destinations)
     # When its tags are built
     built = tags_of(instance, policy, stack, "schedule", SLOT)
-    # Then amikeeper's own keys, with those added later (gone-since, restore-verified, one per completed
+    # Then amikeeper's own keys, with those added later (gone-since, restore-verified, restore-drill, one per completed
     # copy, an operator's hold), stay within the reserved ones, every launch key is there, and the whole
     # still fits EC2's 50
     own = {key for key in built.tags if key.startswith("amikeeper:")}
-    later = {GONE_SINCE, RESTORE_VERIFIED, "Backup:Hold"} | {COPIED_PREFIX + d.key for d in destinations}
+    later = {GONE_SINCE, RESTORE_VERIFIED, RESTORE_DRILL, "Backup:Hold"} | {
+        COPIED_PREFIX + d.key for d in destinations
+    }
     assert built.tags[COPY_TO] == ",".join(d.key for d in destinations)
     assert set(LAUNCH_TAGS) <= own
     assert len(own | later) <= RESERVED_TAGS

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from amikeeper.ami_events import ami_failed
 from amikeeper.backups import build_work_item
 from amikeeper.copies import copy_failed
+from amikeeper.drills import restore_failed
 from amikeeper.instance_events import TerminatedInstance, instance_terminated
 from amikeeper.model import (
     INSTANCE_ID,
@@ -226,6 +227,13 @@ def copy_notes() -> list[Notification]:
     ]
 
 
+def drill_notes() -> list[Notification]:
+    return [
+        restore_failed(REGION, INSTANCE_ID_, IMAGE_ID, "i-0f9e8d7c6b5a43210: instance status check impaired"),
+        restore_failed(REGION, INSTANCE_ID_, IMAGE_ID, "cannot run in eu-west-1: " + LONG_NAME),
+    ]
+
+
 def every_notification() -> list[Any]:
     notes = [
         *planner_notes(),
@@ -236,6 +244,7 @@ def every_notification() -> list[Any]:
         *report_notes(),
         retention_note(),
         *copy_notes(),
+        *drill_notes(),
     ]
     return [pytest.param(note, id=f"{note.event}-{index}") for index, note in enumerate(notes)]
 

@@ -19,6 +19,8 @@ from amikeeper.schedules import ScheduleError, parse_schedule
 PREFIX = "AMIKEEPER_"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TAG_KEY = re.compile(r"^[^\s:][^:]{0,100}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
@@ -56,6 +58,17 @@ class Settings:
     vault_external_id: str | None
     # How much older than its schedule's interval an instance's newest copy may be before the report flags it.
     copy_allowance_hours: int
+    # Restore drills (SPEC §10): the stack's default verify schedule (None: only policies that name one),
+    # the isolated subnets and no-ingress groups drills launch into (at most one pair per region), the type
+    # override, and the caps that bound what drills cost.
+    verify_schedule: str | None
+    drill_queue_url: str
+    drill_subnet_ids: tuple[str, ...]
+    drill_security_group_ids: tuple[str, ...]
+    drill_instance_type: str | None
+    max_concurrent_drills: int
+    drill_minutes_per_day: int
+    drill_max_minutes: int
 
     @property
     def tag_keys(self) -> TagKeys:
@@ -101,6 +114,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         vault_role_arn=vault_role_arn,
         vault_external_id=vault_external_id,
         copy_allowance_hours=reader.integer("COPY_ALLOWANCE_HOURS", minimum=0, maximum=720),
+        verify_schedule=reader.optional_schedule("VERIFY_SCHEDULE", time_zone),
+        drill_queue_url=reader.required("DRILL_QUEUE_URL"),
+        drill_subnet_ids=reader.ids("DRILL_SUBNET_IDS", _SUBNET_ID, "a subnet"),
+        drill_security_group_ids=reader.ids("DRILL_SECURITY_GROUP_IDS", _GROUP_ID, "a security group"),
+        drill_instance_type=reader.raw("DRILL_INSTANCE_TYPE") or None,
+        max_concurrent_drills=reader.integer("MAX_CONCURRENT_DRILLS", minimum=1, maximum=100),
+        drill_minutes_per_day=reader.integer("DRILL_MINUTES_PER_DAY", minimum=0, maximum=100_000),
+        drill_max_minutes=reader.integer("DRILL_MAX_MINUTES", minimum=5, maximum=720),
     )
 
 
@@ -134,6 +155,16 @@ class _Reader:
         except ScheduleError as error:
             raise ConfigError(PREFIX + name, str(error)) from None
         return text
+
+    def optional_schedule(self, name: str, time_zone: ZoneInfo) -> str | None:
+        return self.schedule(name, time_zone) if self.raw(name) else None
+
+    def ids(self, name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        listed = self.listing(name)
+        for item in listed:
+            if not pattern.match(item):
+                raise ConfigError(PREFIX + name, f"{item!r} is not {what} id")
+        return listed
 
     def retention(self, name: str) -> str:
         text = self.required(name)

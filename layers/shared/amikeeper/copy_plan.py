@@ -17,6 +17,7 @@ from amikeeper.model import (
     COPY_TO,
     GONE_SINCE,
     MANAGED_BY,
+    RESTORE_DRILL,
     RESTORE_VERIFIED,
     RETAIN,
     SOURCE_ACCOUNT,
@@ -27,7 +28,7 @@ from amikeeper.model import (
 from amikeeper.policies import DEFAULT_POLICY, PolicyCatalog
 
 # Tags that describe the source's own life, not the backup: a copy has its own.
-_NOT_CARRIED = (COPY_TO, GONE_SINCE, RESTORE_VERIFIED)
+_NOT_CARRIED = (COPY_TO, GONE_SINCE, RESTORE_VERIFIED, RESTORE_DRILL)
 DESCRIPTION_MAX = 255
 
 

@@ -55,6 +55,13 @@ GONE_SINCE = "amikeeper:instance-gone-since"
 # When a restore drill last brought this backup up and saw its status checks pass (UTC, slot format):
 # written by the restore drills, read by the operator CLI's `status`.
 RESTORE_VERIFIED = "amikeeper:restore-verified"
+# The last restore drill of this backup, whatever it found: "verified <time> running=<s>s ok=<s>s" or
+# "failed <time> <why>". Its time is when the instance's verify schedule was last served, so a failed
+# drill is not retried (and re-notified) before the next verify slot.
+RESTORE_DRILL = "amikeeper:restore-drill"
+# On a drill instance: the stack that launched it (what the drill role may terminate), and its backup.
+DRILL = "amikeeper:drill"
+DRILL_OF = "amikeeper:drill-of"
 # The instance's launch configuration, recorded on each backup by CreateImage itself (no extra call) so
 # that `amikeeper restore` can rebuild the instance after it is gone. A key that is absent means "not
 # known" (an older backup, or a value longer than a tag holds); an empty value means the instance had none.
@@ -181,6 +188,8 @@ class Image:
     snapshot_ids: tuple[str, ...] = ()
     state_reason: str | None = None
     owner_id: str | None = None  # the account, as DescribeImages reports it
+    architecture: str | None = None
+    devices: tuple[str, ...] = ()  # the device names of its EBS mappings
 
     @property
     def instance_id(self) -> str | None:
@@ -340,6 +349,26 @@ class CopyTask(BaseModel):
     started_at: AwareDatetime | None = None
     # How many times this stage has waited: the next delay grows with it.
     waits: int = Field(default=0, ge=0)
+
+    def to_message(self) -> str:
+        return self.model_dump_json()
+
+
+class DrillTask(BaseModel):
+    """One restore drill being looked at (SPEC §10), as it travels through the drill queue: the drill
+    checker sends it on to itself with a delay for each next look, so that no function ever waits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    region: str = Field(min_length=1)
+    instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")  # the backed-up instance
+    image_id: str = Field(pattern=r"^ami-[0-9a-f]{8,17}$")  # its backup under test
+    drill_instance_id: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")
+    slot: AwareDatetime  # the verify slot the drill serves
+    launched_at: AwareDatetime
+    running_at: AwareDatetime | None = None
+    looks: int = Field(default=0, ge=0)
 
     def to_message(self) -> str:
         return self.model_dump_json()

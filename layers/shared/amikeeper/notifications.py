@@ -24,6 +24,7 @@ Event = Literal[
     "rpo.violation",
     "report.daily",
     "copy.failed",
+    "restore.failed",
 ]
 Severity = Literal["info", "warning", "error"]
 

@@ -28,7 +28,9 @@ TRUE_WORDS = frozenset({"true", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "no", "off"})
 OPT_IN_DEFAULT_WORDS = TRUE_WORDS | {DEFAULT_POLICY}
 _POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_POLICY_FIELDS = frozenset({"schedule", "retain", "no_reboot", "on_stop", "copies"})
+_POLICY_FIELDS = frozenset({"schedule", "retain", "no_reboot", "on_stop", "copies", "verify"})
+# A verify value that turns inherited drills off for one policy.
+NO_VERIFY_WORDS = frozenset({"", "off", "none", "never"})
 
 
 class InvalidTag(ValueError):
@@ -53,6 +55,8 @@ class Policy:
     no_reboot: bool = True
     on_stop: bool = False
     copies: tuple[CopyDestination, ...] = ()
+    # When restore drills boot this policy's newest backups (SPEC §10); None: never.
+    verify: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,18 @@ class PolicyCatalog:
 
 
 def build_catalog(
-    default_schedule: str, default_retention: str, tz: ZoneInfo, document: str | None
+    default_schedule: str,
+    default_retention: str,
+    tz: ZoneInfo,
+    document: str | None,
+    default_verify: str | None = None,
 ) -> PolicyCatalog:
     """The default policy (stack parameters, must be valid) plus the named ones from the SSM document."""
     default = Policy(
         name=DEFAULT_POLICY,
         schedule=parse_schedule(default_schedule, tz),
         retention=parse_retention(default_retention),
+        verify=parse_schedule(default_verify, tz) if default_verify else None,
     )
     try:
         named = parse_policy_document(document or "{}", default, tz)
@@ -119,6 +128,8 @@ def _parse_policy(name: str, body: object, default: Policy, tz: ZoneInfo) -> Pol
             policy = replace(policy, retention=parse_retention(_text(name, "retain", body)))
         if "copies" in body:
             policy = replace(policy, copies=parse_copies(body["copies"]))
+        if "verify" in body:
+            policy = replace(policy, verify=_verify(name, body["verify"], tz))
     except (ScheduleError, RetentionError, CopyDestinationError) as error:
         raise PolicyDocumentError(f"policy {name!r}: {error}") from None
     for flag in ("no_reboot", "on_stop"):
@@ -127,6 +138,16 @@ def _parse_policy(name: str, body: object, default: Policy, tz: ZoneInfo) -> Pol
                 raise PolicyDocumentError(f"policy {name!r}: {flag} must be true or false")
             policy = replace(policy, **{flag: body[flag]})
     return policy
+
+
+def _verify(name: str, value: object, tz: ZoneInfo) -> Schedule | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PolicyDocumentError(f'policy {name!r}: verify must be a schedule expression, "off" or null')
+    if value.strip().lower() in NO_VERIFY_WORDS:
+        return None
+    return parse_schedule(value, tz)
 
 
 def _text(name: str, key: str, body: dict[str, object]) -> str:

@@ -19,15 +19,17 @@ from amikeeper import clients
 from amikeeper.clients import Credentials
 from amikeeper.config import Settings
 from amikeeper.copy_destinations import split_key
+from amikeeper.drills import DrillDeps, DrillLimits
 from amikeeper.gateways.autoscaling import AutoScalingGateway
 from amikeeper.gateways.backup_records import BackupNotes
+from amikeeper.gateways.drill_budget import DrillBudget
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.kms import KeyInspector
 from amikeeper.gateways.sns import Notifier
 from amikeeper.gateways.sqs import DeadLetterQueue, DelayQueue, FifoQueue, WorkQueue
 from amikeeper.gateways.ssm import PolicyDocumentSource, PolicyDocumentUnavailable
 from amikeeper.gateways.vault import VaultRole, VaultSessions
-from amikeeper.model import Stack
+from amikeeper.model import CopyTask, DrillTask, Stack
 from amikeeper.pacing import TokenBucket
 from amikeeper.policies import PolicyCatalog, build_catalog
 
@@ -105,8 +107,38 @@ class Runtime:
         return KeyInspector(clients.kms_as(region, self._vault.credentials(account, datetime.now(UTC))))
 
     @cached_property
-    def copies(self) -> DelayQueue:
+    def copies(self) -> DelayQueue[CopyTask]:
         return DelayQueue(clients.sqs(self.settings.home_region), self.settings.copy_queue_url)
+
+    @cached_property
+    def drills(self) -> DelayQueue[DrillTask]:
+        return DelayQueue(clients.sqs(self.settings.home_region), self.settings.drill_queue_url)
+
+    @cached_property
+    def drill_budget(self) -> DrillBudget:
+        region = self.settings.home_region
+        return DrillBudget(self.settings.idempotency_table, lambda: clients.dynamodb(region))
+
+    def drill_deps(self) -> DrillDeps:
+        settings = self.settings
+        return DrillDeps(
+            ec2=self.ec2,
+            regions=settings.regions,
+            queue=self.drills,
+            budget=self.drill_budget,
+            notifier=self.notifier,
+            ledger=self.ledger,
+            catalog=self.catalog,
+            stack=self.stack,
+            limits=DrillLimits(
+                subnet_ids=settings.drill_subnet_ids,
+                security_group_ids=settings.drill_security_group_ids,
+                instance_type=settings.drill_instance_type,
+                max_concurrent=settings.max_concurrent_drills,
+                minutes_per_day=settings.drill_minutes_per_day,
+                max_minutes=settings.drill_max_minutes,
+            ),
+        )
 
     def autoscaling(self, region: str) -> AutoScalingGateway:
         return AutoScalingGateway(clients.autoscaling(region))
@@ -156,7 +188,11 @@ class Runtime:
     def catalog_from(self, document: str | None) -> PolicyCatalog:
         settings = self.settings
         return build_catalog(
-            settings.default_schedule, settings.default_retention, settings.time_zone, document
+            settings.default_schedule,
+            settings.default_retention,
+            settings.time_zone,
+            document,
+            settings.verify_schedule,
         )
 
     def idempotency(self, logger: Logger | logging.Logger) -> Idempotency:

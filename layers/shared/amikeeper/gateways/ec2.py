@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.model import (
     COPY_OF,
+    DRILL,
     INSTANCE_ID,
     MANAGED_BY,
     SLOT,
@@ -182,6 +183,32 @@ class InstanceHealth:
 
 
 @dataclass(frozen=True)
+class SubnetFacts:
+    subnet_id: str
+    vpc_id: str
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    group_id: str
+    vpc_id: str
+    ingress_rules: int
+
+
+@dataclass(frozen=True)
+class DrillLaunch:
+    """One restore drill's RunInstances: the backup, where, on what, tagged how, and its token."""
+
+    image_id: str
+    devices: tuple[str, ...]
+    subnet_id: str
+    security_group_id: str
+    instance_type: str
+    tags: Mapping[str, str]
+    client_token: str
+
+
+@dataclass(frozen=True)
 class RootTask:
     task_id: str
     instance_id: str
@@ -234,6 +261,12 @@ def _image(data: ImageTypeDef) -> Image:
         snapshot_ids=snapshots,
         state_reason=data.get("StateReason", {}).get("Message"),
         owner_id=data.get("OwnerId"),
+        architecture=data.get("Architecture"),
+        devices=tuple(
+            mapping["DeviceName"]
+            for mapping in data.get("BlockDeviceMappings", [])
+            if "Ebs" in mapping and "DeviceName" in mapping
+        ),
     )
 
 
@@ -638,6 +671,75 @@ class Ec2Gateway:
                 system_detail=_failing_detail(system),
             )
         return None
+
+    # --- restore drills ---------------------------------------------------------------------------------
+    def drill_instances(self, stack_name: str) -> list[Instance]:
+        """This stack's drill instances that are not terminated yet (filtered on the server)."""
+        return list(
+            self._describe_instances(
+                [
+                    {"Name": f"tag:{DRILL}", "Values": [stack_name]},
+                    {"Name": "instance-state-name", "Values": INSTANCE_STATES_THAT_USE},
+                ]
+            )
+        )
+
+    def drill_network_facts(
+        self, subnet_ids: Collection[str], group_ids: Collection[str]
+    ) -> tuple[list[SubnetFacts], list[GroupFacts]]:
+        """Those of the configured drill subnets and groups that are in this region (filters, not ids, so
+        another region's ids are simply not found rather than refused)."""
+        subnets = [
+            SubnetFacts(subnet["SubnetId"], subnet["VpcId"])
+            for page in self._client.get_paginator("describe_subnets").paginate(
+                Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}]
+            )
+            for subnet in page.get("Subnets", [])
+        ]
+        groups = [
+            GroupFacts(group["GroupId"], group.get("VpcId", ""), len(group.get("IpPermissions", [])))
+            for page in self._client.get_paginator("describe_security_groups").paginate(
+                Filters=[{"Name": "group-id", "Values": list(group_ids)}]
+            )
+            for group in page.get("SecurityGroups", [])
+        ]
+        return subnets, groups
+
+    def launch_drill(self, launch: DrillLaunch) -> str:
+        """RunInstances of a drill: no key pair, no instance profile, IMDSv2 only, every volume deleted with
+        the instance (a backup may record DeleteOnTermination=false for data volumes, and a drill must not
+        leave volumes behind), terminated rather than stopped if it shuts itself down."""
+        listed: list[TagTypeDef] = [{"Key": key, "Value": value} for key, value in launch.tags.items()]
+        response = self._client.run_instances(
+            ImageId=launch.image_id,
+            MinCount=1,
+            MaxCount=1,
+            # The operator's override or a small type EC2 itself names; EC2 rejects one it does not know.
+            InstanceType=cast("InstanceTypeType", launch.instance_type),
+            SubnetId=launch.subnet_id,
+            SecurityGroupIds=[launch.security_group_id],
+            ClientToken=launch.client_token,
+            InstanceInitiatedShutdownBehavior="terminate",
+            MetadataOptions={"HttpTokens": "required"},
+            BlockDeviceMappings=[
+                {"DeviceName": device, "Ebs": {"DeleteOnTermination": True}} for device in launch.devices
+            ],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": listed},
+                {"ResourceType": "volume", "Tags": listed},
+            ],
+        )
+        return response["Instances"][0]["InstanceId"]
+
+    def terminate(self, instance_ids: Collection[str]) -> None:
+        """TerminateInstances; an instance EC2 no longer knows is as terminated as it gets."""
+        if not instance_ids:
+            return
+        try:
+            self._client.terminate_instances(InstanceIds=list(instance_ids))
+        except ClientError as error:
+            if error_code(error) != INSTANCE_NOT_FOUND:
+                raise
 
     # --- deletion ---------------------------------------------------------------------------------------
     def deregister(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
-from amikeeper.model import CopyTask, WorkItem
+from amikeeper.model import WorkItem
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -97,9 +97,16 @@ class FifoQueue:
         return refused
 
 
-class DelayQueue:
-    """The copy queue: a standard queue whose messages may wait before delivery (SQS DelaySeconds, at most
-    15 minutes), so that a copy is looked at again later without any function waiting for it."""
+class Task(Protocol):
+    def to_message(self) -> str: ...
+
+
+TaskT = TypeVar("TaskT", bound=Task)
+
+
+class DelayQueue(Generic[TaskT]):
+    """The copy and drill queues: standard queues whose messages may wait before delivery (SQS DelaySeconds,
+    at most 15 minutes), so that a copy or a drill is looked at again later without any function waiting."""
 
     MAX_DELAY = 900
 
@@ -107,10 +114,10 @@ class DelayQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, tasks: Sequence[CopyTask], delay_seconds: int = 0) -> list[CopyTask]:
+    def send(self, tasks: Sequence[TaskT], delay_seconds: int = 0) -> list[TaskT]:
         """Queue every task, 10 a call, each delivered after the delay; those SQS refused after retries."""
         delay = max(0, min(delay_seconds, self.MAX_DELAY))
-        refused: list[CopyTask] = []
+        refused: list[TaskT] = []
         for start in range(0, len(tasks), BATCH):
             left, _ = _send_batch(
                 self._client,
