@@ -182,6 +182,13 @@ class InstanceHealth:
 
 
 @dataclass(frozen=True)
+class Subnet:
+    subnet_id: str
+    vpc_id: str
+    availability_zone: str
+
+
+@dataclass(frozen=True)
 class RootTask:
     task_id: str
     instance_id: str
@@ -411,6 +418,17 @@ class Ec2Gateway:
             return image
         return None
 
+    def copies_of(self, stack_name: str, instance_id: str) -> Iterator[Image]:
+        """This stack's copies of one instance's backups in this region, in any state, read from this region
+        alone (filtered on the server): the source region may be the one that is down."""
+        yield from self._describe_images(
+            [
+                {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]},
+                {"Name": f"tag:{INSTANCE_ID}", "Values": [instance_id]},
+                {"Name": "tag-key", "Values": [COPY_OF]},
+            ]
+        )
+
     def snapshot_keys(self, snapshot_ids: Collection[str]) -> dict[str, str | None]:
         """The KMS key of each of these snapshots (None: unencrypted)."""
         if not snapshot_ids:
@@ -596,6 +614,26 @@ class Ec2Gateway:
                 return None
             raise
         return response["Instances"][0]["InstanceId"]
+
+    # Filters rather than ids, so that an id that does not exist here is absent instead of failing the call.
+    def subnet(self, subnet_id: str) -> Subnet | None:
+        response = self._client.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
+        for data in response.get("Subnets", []):
+            return Subnet(data["SubnetId"], data["VpcId"], data["AvailabilityZone"])
+        return None
+
+    def security_group_vpcs(self, group_ids: Collection[str]) -> dict[str, str]:
+        """Group id -> its VPC, for those of these security groups that exist here."""
+        paginator = self._client.get_paginator("describe_security_groups")
+        return {
+            group["GroupId"]: group.get("VpcId", "")
+            for page in paginator.paginate(Filters=[{"Name": "group-id", "Values": sorted(group_ids)}])
+            for group in page.get("SecurityGroups", [])
+        }
+
+    def key_pair_exists(self, key_name: str) -> bool:
+        response = self._client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [key_name]}])
+        return bool(response.get("KeyPairs"))
 
     def replace_root(self, instance_id: str, image_id: str, *, dry_run: bool = False) -> str | None:
         """CreateReplaceRootVolumeTask from a backup, keeping the replaced root volume (detached) so a
