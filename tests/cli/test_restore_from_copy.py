@@ -245,13 +245,16 @@ def test_bad_input_is_one_line_exit_2_and_launches_nothing(deployed: MotoStack, 
     subnet = ["--subnet", there.subnet_id]
     copy_options = ["--from-copy", FRANKFURT, *there.options()]
 
-    # When the operator restores from a copy without a subnet or groups, from a region without a copy, in
-    # place, from a backup not copied there, from another stack's copy, from a region that does not exist,
-    # with a group outside the subnet's VPC, where the recorded key pair is missing, or gives a subnet
-    # without --from-copy
+    # When the operator restores from a copy without a subnet or groups, from a region without a copy (or
+    # with backups only), in place, from a backup not copied there, from another stack's copy, from a
+    # region that does not exist, with a group outside the subnet's VPC, where the recorded key pair is
+    # missing, or gives a subnet without --from-copy
     results = {
         "no subnet": operator.run("restore", instance, "--from-copy", FRANKFURT, "--yes"),
         "no groups": operator.run("restore", instance, "--from-copy", FRANKFURT, *subnet, "--yes"),
+        "backups, no copy": operator.run(
+            "restore", instance, "--from-copy", region, *there.options(), "--yes"
+        ),
         "no copy there": operator.run(
             "restore", instance, "--from-copy", "us-east-1", *there.options(), "--yes"
         ),
@@ -282,6 +285,7 @@ def test_bad_input_is_one_line_exit_2_and_launches_nothing(deployed: MotoStack, 
     for name in ("no subnet", "no groups"):
         assert "give --subnet SUBNET_ID and --security-group SG_ID (repeatable)" in errors[name]
     assert errors["no copy there"] == f"no copy of {instance} by stack 'amikeeper' in us-east-1"
+    assert errors["backups, no copy"] == f"no copy of {instance} by stack 'amikeeper' in {region}"
     assert errors["in place"].startswith("--from-copy restores as a new instance only")
     assert errors["not copied"] == f"no copy of {uncopied} by stack 'amikeeper' in {FRANKFURT}"
     assert (
