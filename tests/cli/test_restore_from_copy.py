@@ -4,7 +4,6 @@ against moto with the fidelity fixture (copies as the copier makes them, gap 9).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -13,45 +12,15 @@ from botocore.exceptions import EndpointConnectionError
 
 from amikeeper_cli import wait
 from amikeeper_cli.aws import Aws
-from tests.cli.conftest import Configured, Operator, configured_instance, table_rows
+from tests.cli.conftest import FRANKFURT, Configured, Operator, configured_instance, network, table_rows
 from tests.fixtures.stack import MotoStack, make_backup, make_copy, run_instances
 
 SLOTS = ("2026-11-27T03:00:00Z", "2026-11-28T03:00:00Z", "2026-11-29T03:00:00Z")
-FRANKFURT = "eu-central-1"
 
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wait, "CLOCK", wait.Clock(sleep=lambda _: None, monotonic=lambda: 0.0))
-
-
-@dataclass(frozen=True)
-class Network:
-    """What the operator prepared in the destination: a subnet, two of its VPC's groups, the key imported."""
-
-    subnet_id: str
-    availability_zone: str
-    security_group_ids: tuple[str, str]
-
-    def options(self) -> list[str]:
-        groups = [option for group in self.security_group_ids for option in ("--security-group", group)]
-        return ["--subnet", self.subnet_id, *groups]
-
-
-def network(region: str, *, key_name: str | None = "ops") -> Network:
-    ec2 = boto3.client("ec2", region_name=region)
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    zone = f"{region}c"
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.3.0/24", AvailabilityZone=zone)["Subnet"][
-        "SubnetId"
-    ]
-    app, ssh = (
-        ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
-        for name in ("dr-app", "dr-ssh")
-    )
-    if key_name is not None:
-        ec2.create_key_pair(KeyName=key_name)
-    return Network(subnet, zone, (app, ssh))
 
 
 def _instances(region: str) -> dict[str, dict[str, Any]]:
