@@ -55,6 +55,17 @@ class Aws:
     def sqs(self) -> SQSClient:
         return self._session.client("sqs", region_name=self.home_region, config=CLIENT_CONFIG)
 
+    @cached_property
+    def ec2_regions(self) -> frozenset[str]:
+        """Every region botocore knows EC2 in, from its own data (no call): a typo fails as bad input
+        rather than as an endpoint that cannot be reached."""
+        partitions = self._session.get_available_partitions()
+        return frozenset(
+            region
+            for partition in partitions
+            for region in self._session.get_available_regions("ec2", partition_name=partition)
+        )
+
     def ec2(self, region: str) -> EC2Client:
         if region not in self._ec2:
             self._ec2[region] = self._session.client("ec2", region_name=region, config=CLIENT_CONFIG)

@@ -142,6 +142,25 @@ def release(deployment: Deployment, ami: str) -> View:
 @click.option("--backup", "image_id", metavar="AMI", help="This backup (of INSTANCE, by this stack).")
 @click.option("--at", metavar="TIME", help="The newest backup at or before TIME (ISO-8601 with offset).")
 @click.option("--mode", type=click.Choice(MODES), default="new-instance", show_default=True)
+@click.option(
+    "--from-copy",
+    metavar="REGION",
+    help="From the backup's disaster-recovery copy in REGION (--backup may name the backup or the copy); "
+    "new-instance only, with --subnet and --security-group of REGION.",
+)
+@click.option("--subnet", "subnet_id", metavar="SUBNET_ID", help="With --from-copy: the subnet to launch in.")
+@click.option(
+    "--security-group",
+    "security_group_ids",
+    metavar="SG_ID",
+    multiple=True,
+    help="With --from-copy: a security group of the subnet's VPC (repeatable).",
+)
+@click.option("--instance-type", metavar="TYPE", help="With --from-copy: instead of the recorded type.")
+@click.option(
+    "--key-name", metavar="NAME", help="With --from-copy: a key pair of REGION, not the recorded one."
+)
+@click.option("--no-key", is_flag=True, help="With --from-copy: launch without a key pair.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done and ask EC2's DryRun; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it is up, or return.")
@@ -155,5 +174,6 @@ def release(deployment: Deployment, ami: str) -> View:
 @_interactive_command
 def restore(deployment: Deployment, instance: str, **options: Any) -> View:
     """Restore INSTANCE from its newest available backup (or --backup / --at): as a new instance with its
-    recorded configuration, or by replacing the running instance's root volume in place."""
+    recorded configuration, or by replacing the running instance's root volume in place; or, with
+    --from-copy REGION, as a new instance from that backup's copy in REGION."""
     return restore_instance(deployment, Request(instance_id=instance, **options))

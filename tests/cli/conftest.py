@@ -27,6 +27,8 @@ from tests.sam_local import SamApp
 
 # Wide enough that no identifier folds onto a second line: assertions read what a wide terminal shows.
 COLUMNS = "300"
+# Where the restore-from-copy tests keep their disaster-recovery copies.
+FRANKFURT = "eu-central-1"
 
 
 @pytest.fixture
@@ -125,3 +127,32 @@ def configured_instance(region: str, tags: Mapping[str, str], *, data_volumes: i
         profile_arn=profile["InstanceProfile"]["Arn"],
         key_name="ops",
     )
+
+
+@dataclass(frozen=True)
+class Network:
+    """What the operator prepared in the destination: a subnet, two of its VPC's groups, the key imported."""
+
+    subnet_id: str
+    availability_zone: str
+    security_group_ids: tuple[str, str]
+
+    def options(self) -> list[str]:
+        groups = [option for group in self.security_group_ids for option in ("--security-group", group)]
+        return ["--subnet", self.subnet_id, *groups]
+
+
+def network(region: str, *, key_name: str | None = "ops") -> Network:
+    ec2 = boto3.client("ec2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    zone = f"{region}c"
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.3.0/24", AvailabilityZone=zone)["Subnet"][
+        "SubnetId"
+    ]
+    app, ssh = (
+        ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+        for name in ("dr-app", "dr-ssh")
+    )
+    if key_name is not None:
+        ec2.create_key_pair(KeyName=key_name)
+    return Network(subnet, zone, (app, ssh))

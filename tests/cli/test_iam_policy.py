@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from amikeeper_cli import wait
-from tests.cli.conftest import Operator, configured_instance
+from tests.cli.conftest import FRANKFURT, Operator, configured_instance, network
 from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
-from tests.fixtures.stack import MotoStack, make_backup
+from tests.fixtures.stack import MotoStack, make_backup, make_copy
 
 POLICY = Path(__file__).resolve().parents[2] / "cli" / "iam-policy.json"
 # botocore's service ids (as the call counter names them) that differ from IAM's action prefixes.
@@ -58,6 +58,8 @@ def called_by_every_command(operator: Operator, region: str, aws: Ec2Fidelity) -
     """Each command's happy path, as the CLI tests run them; the operations they made."""
     instance = configured_instance(region, {"Name": "web-1", "Backup": "true"}, data_volumes=1).instance_id
     ami = make_backup(region, instance, "2026-11-29T03:00:00Z")
+    make_copy(region, ami, FRANKFURT)
+    from_copy = ("restore", instance, "--from-copy", FRANKFURT, *network(FRANKFURT).options())
     runs: list[tuple[str, ...]] = [
         ("status",),
         ("backups", instance),
@@ -69,6 +71,8 @@ def called_by_every_command(operator: Operator, region: str, aws: Ec2Fidelity) -
         ("restore", instance, "--mode", "replace-root", "--yes"),
         ("restore", instance, "--dry-run"),
         ("restore", instance, "--yes"),
+        (*from_copy, "--dry-run"),
+        (*from_copy, "--yes"),
     ]
     with counting() as counter:
         for args in runs:
@@ -93,7 +97,7 @@ def test_the_policy_allows_every_call_of_every_command_and_nothing_it_does_not_n
 ) -> None:
     # Given the policy file
     policy = statements(json.loads(POLICY.read_text()))
-    # When every command runs its happy path (restore in both modes, dry run and real)
+    # When every command runs its happy path (restore in both modes and from a copy, dry run and real)
     called = {iam_action(key) for key in called_by_every_command(operator, deployed.region, aws)}
     # Then every call is allowed by some statement
     denied = sorted(action for action in called if not any(allows(s, action) for s in policy))

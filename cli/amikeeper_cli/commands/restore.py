@@ -6,21 +6,25 @@ AMI), so it works after the instance is gone. ``replace-root`` swaps the root vo
 instance for one made from the AMI (EC2's replace-root-volume task; id, addresses and network interfaces
 kept, the old root kept detached). It shows what it will do before doing anything, asks unless --yes,
 and --dry-run asks EC2's own DryRun instead of acting.
+
+``--from-copy REGION`` launches the chosen backup's disaster-recovery copy in REGION instead, as a new
+instance only, with the subnet and security groups the operator names there (amikeeper_cli.relocate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import click
 
 from amikeeper.backups import HOLD_SUFFIX, recorded_launch
-from amikeeper.model import RESTORED_FROM, SLOT, Image
+from amikeeper.model import RESTORED_FROM, SLOT, SOURCE_REGION, Image
 from amikeeper_cli import pick, wait
 from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.errors import BadInput, Cancelled, OperationFailed
+from amikeeper_cli.relocate import Elsewhere, relocate
 from amikeeper_cli.render import Section, View, show
 
 Mode = Literal["new-instance", "replace-root"]
@@ -40,6 +44,18 @@ class Request:
     wait: bool
     timeout: float
     as_json: bool
+    from_copy: str | None = None
+    subnet_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    instance_type: str | None = None
+    key_name: str | None = None
+    no_key: bool = False
+
+    @property
+    def elsewhere(self) -> Elsewhere:
+        return Elsewhere(
+            self.subnet_id, tuple(self.security_group_ids), self.instance_type, self.key_name, self.no_key
+        )
 
 
 @dataclass(frozen=True)
@@ -54,18 +70,30 @@ class Plan:
     awaited: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """The AMI a restore launches and where it is: a backup, or a backup's copy in another region."""
+
+    region: str
+    image: Image
+    heading: list[list[str]] = field(default_factory=list)
+    described: dict[str, Any] = field(default_factory=dict)
+
+
 def restore(deployment: Deployment, request: Request) -> View:
     if request.as_json and not (request.yes or request.dry_run):
         raise BadInput("--json needs --yes or --dry-run: there is no one to ask")
-    chosen = pick.backup(deployment, request.instance_id, image_id=request.image_id, at=request.at)
-    region, image = chosen.region, chosen.item
+    source = _source(deployment, request)
+    region, image = source.region, source.image
     if request.mode == "new-instance":
-        plan = _new_instance(deployment, region, image)
+        elsewhere = request.elsewhere if request.from_copy is not None else None
+        plan = _new_instance(deployment, region, image, elsewhere)
     else:
         plan = _replace_root(deployment, region, image, request.instance_id)
     heading = [
         ["instance", request.instance_id],
         ["AMI", image.image_id],
+        *source.heading,
         ["slot", image.tags.get(SLOT, "-")],
         ["region", region],
         ["mode", request.mode],
@@ -77,6 +105,9 @@ def restore(deployment: Deployment, request: Request) -> View:
         "slot": image.tags.get(SLOT),
         "region": region,
         "mode": request.mode,
+        "copy_of": None,
+        "source_region": None,
+        **source.described,
         "settings": plan.settings,
         "restored_instance_id": None,
         "task_id": None,
@@ -109,21 +140,53 @@ def restore(deployment: Deployment, request: Request) -> View:
     return View(document, notes=[done])
 
 
+def _source(deployment: Deployment, request: Request) -> Source:
+    if request.from_copy is None:
+        if request.elsewhere.given:
+            raise BadInput(
+                "--subnet, --security-group, --instance-type, --key-name and --no-key go with --from-copy"
+            )
+        chosen = pick.backup(deployment, request.instance_id, image_id=request.image_id, at=request.at)
+        return Source(chosen.region, chosen.item)
+    region = request.from_copy
+    if request.mode != "new-instance":
+        raise BadInput(
+            "--from-copy restores as a new instance only (--mode new-instance): replace-root needs the "
+            "backup in the running instance's own region"
+        )
+    if region not in deployment.aws.ec2_regions:
+        raise BadInput(f"--from-copy {region!r} is not an EC2 region")
+    copy = pick.copy(deployment, request.instance_id, region, image_id=request.image_id, at=request.at)
+    origin = copy.tags.get(SOURCE_REGION, "?")
+    return Source(
+        region,
+        copy,
+        heading=[["copy of", f"{copy.copy_of} in {origin}"]],
+        described={"copy_of": copy.copy_of, "source_region": origin},
+    )
+
+
 def _started_ids(request: Request, started: str) -> dict[str, Any]:
     if request.mode == "new-instance":
         return {"restored_instance_id": started}
     return {"restored_instance_id": request.instance_id, "task_id": started}
 
 
-def _new_instance(deployment: Deployment, region: str, image: Image) -> Plan:
+def _new_instance(deployment: Deployment, region: str, image: Image, elsewhere: Elsewhere | None) -> Plan:
     recorded = recorded_launch(image.tags)
-    if recorded.unknown:
+    covered = elsewhere.covered if elsewhere is not None else frozenset()
+    unknown = [key for key in recorded.unknown if key not in covered]
+    if unknown:
         raise BadInput(
-            f"{image.image_id} does not record {', '.join(recorded.unknown)} (made before amikeeper recorded "
+            f"{image.image_id} does not record {', '.join(unknown)} (made before amikeeper recorded "
             "launch settings, or a value too long for a tag): it cannot be launched as the original was"
         )
-    launch, tags = recorded.config, restored_tags(image)
     ec2 = deployment.ec2(region)
+    launch, changed = recorded.config, dict[str, str]()
+    if elsewhere is not None:
+        relocated = relocate(ec2, region, recorded.config, elsewhere)
+        launch, changed = relocated.config, relocated.changed
+    tags = restored_tags(image)
     settings: dict[str, Any] = {
         "instance_type": launch.instance_type,
         "subnet_id": launch.subnet_id,
@@ -145,6 +208,8 @@ def _new_instance(deployment: Deployment, region: str, image: Image) -> Plan:
         ["volumes", f"from the AMI's {len(image.snapshot_ids)} snapshot(s)"],
         ["tags", ", ".join(f"{key}={value}" for key, value in tags.items())],
     ]
+    # A setting the operator changed says what was recorded, so the plan shows both.
+    rows = [[label, f"{value} ({changed[label]})" if label in changed else value] for label, value in rows]
     return Plan(
         rows=rows,
         settings=settings,

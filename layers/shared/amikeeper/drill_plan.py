@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from amikeeper.backups import newest_available
-from amikeeper.gateways.ec2 import GroupFacts, SubnetFacts
+from amikeeper.gateways.ec2 import GroupFacts, Subnet
 from amikeeper.model import RESTORE_DRILL, Image
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
 from amikeeper.readiness import Readiness
@@ -137,7 +137,7 @@ class DrillNetwork:
     security_group_id: str
 
 
-def pick_network(subnets: Sequence[SubnetFacts], groups: Sequence[GroupFacts]) -> DrillNetwork | str:
+def pick_network(subnets: Sequence[Subnet], groups: Sequence[GroupFacts]) -> DrillNetwork | str:
     """The drill network of a region from the configured subnets and groups found there, or why there is
     none. A group that lets anything in is refused: a drill boots a copy of production, and it must be
     unreachable (it may still reach out, through the subnet's own routes)."""

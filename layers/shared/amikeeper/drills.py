@@ -201,8 +201,8 @@ def _network(deps: DrillDeps, region: str) -> DrillNetwork | str:
     limits = deps.limits
     if not limits.subnet_ids or not limits.security_group_ids:
         return "the stack has no drill network (DrillSubnetIds and DrillSecurityGroupIds)"
-    subnets, groups = deps.ec2(region).drill_network_facts(limits.subnet_ids, limits.security_group_ids)
-    return pick_network(subnets, groups)
+    ec2 = deps.ec2(region)
+    return pick_network(ec2.subnets(limits.subnet_ids), ec2.security_groups(limits.security_group_ids))
 
 
 def _start(

@@ -183,9 +183,10 @@ class InstanceHealth:
 
 
 @dataclass(frozen=True)
-class SubnetFacts:
+class Subnet:
     subnet_id: str
     vpc_id: str
+    availability_zone: str
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,17 @@ class Ec2Gateway:
             return image
         return None
 
+    def copies_of(self, stack_name: str, instance_id: str) -> Iterator[Image]:
+        """This stack's copies of one instance's backups in this region, in any state, read from this region
+        alone (filtered on the server): the source region may be the one that is down."""
+        yield from self._describe_images(
+            [
+                {"Name": f"tag:{MANAGED_BY}", "Values": [stack_name]},
+                {"Name": f"tag:{INSTANCE_ID}", "Values": [instance_id]},
+                {"Name": "tag-key", "Values": [COPY_OF]},
+            ]
+        )
+
     def snapshot_keys(self, snapshot_ids: Collection[str]) -> dict[str, str | None]:
         """The KMS key of each of these snapshots (None: unencrypted)."""
         if not snapshot_ids:
@@ -630,6 +642,32 @@ class Ec2Gateway:
             raise
         return response["Instances"][0]["InstanceId"]
 
+    # Filters rather than ids, so that an id that does not exist here (another region's, say) is absent
+    # instead of failing the call.
+    def subnets(self, subnet_ids: Collection[str]) -> list[Subnet]:
+        paginator = self._client.get_paginator("describe_subnets")
+        return [
+            Subnet(data["SubnetId"], data["VpcId"], data.get("AvailabilityZone", ""))
+            for page in paginator.paginate(Filters=[{"Name": "subnet-id", "Values": sorted(subnet_ids)}])
+            for data in page.get("Subnets", [])
+        ]
+
+    def subnet(self, subnet_id: str) -> Subnet | None:
+        return next(iter(self.subnets([subnet_id])), None)
+
+    def security_groups(self, group_ids: Collection[str]) -> list[GroupFacts]:
+        """Those of these security groups that exist here: VPC, and how many inbound rules they have."""
+        paginator = self._client.get_paginator("describe_security_groups")
+        return [
+            GroupFacts(group["GroupId"], group.get("VpcId", ""), len(group.get("IpPermissions", [])))
+            for page in paginator.paginate(Filters=[{"Name": "group-id", "Values": sorted(group_ids)}])
+            for group in page.get("SecurityGroups", [])
+        ]
+
+    def key_pair_exists(self, key_name: str) -> bool:
+        response = self._client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [key_name]}])
+        return bool(response.get("KeyPairs"))
+
     def replace_root(self, instance_id: str, image_id: str, *, dry_run: bool = False) -> str | None:
         """CreateReplaceRootVolumeTask from a backup, keeping the replaced root volume (detached) so a
         restore in place can itself be undone; the task id, or None for a dry run that would succeed."""
@@ -683,27 +721,6 @@ class Ec2Gateway:
                 ]
             )
         )
-
-    def drill_network_facts(
-        self, subnet_ids: Collection[str], group_ids: Collection[str]
-    ) -> tuple[list[SubnetFacts], list[GroupFacts]]:
-        """Those of the configured drill subnets and groups that are in this region (filters, not ids, so
-        another region's ids are simply not found rather than refused)."""
-        subnets = [
-            SubnetFacts(subnet["SubnetId"], subnet["VpcId"])
-            for page in self._client.get_paginator("describe_subnets").paginate(
-                Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}]
-            )
-            for subnet in page.get("Subnets", [])
-        ]
-        groups = [
-            GroupFacts(group["GroupId"], group.get("VpcId", ""), len(group.get("IpPermissions", [])))
-            for page in self._client.get_paginator("describe_security_groups").paginate(
-                Filters=[{"Name": "group-id", "Values": list(group_ids)}]
-            )
-            for group in page.get("SecurityGroups", [])
-        ]
-        return subnets, groups
 
     def launch_drill(self, launch: DrillLaunch) -> str:
         """RunInstances of a drill: no key pair, no instance profile, IMDSv2 only, every volume deleted with
