@@ -72,7 +72,8 @@ def drill_instances(*, states: tuple[str, ...] | None = None) -> list[dict[str, 
     filters: list[Any] = [{"Name": f"tag:{DRILL}", "Values": [STACK]}]
     if states:
         filters.append({"Name": "instance-state-name", "Values": list(states)})
-    return [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+    reservations: list[dict[str, Any]] = ec2.describe_instances(Filters=filters)["Reservations"]  # type: ignore[assignment]
+    return [i for r in reservations for i in r["Instances"]]
 
 
 def image_tags(image_id: str) -> dict[str, str]:
@@ -178,15 +179,16 @@ def test_a_crashed_drill_leaves_no_instance_once_the_sweeper_has_run(drills: Dri
     assert len(lost) == 1
     [drill] = drill_instances()
     # When the tick runs after DrillMaxMinutes (20) plus the sweeper's grace (10) have passed
-    ec2_backends[DEFAULT_ACCOUNT_ID][HOME].get_instance(drill["InstanceId"]).launch_time = (
-        start - timedelta(minutes=31)
-    ).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    ec2_backends[DEFAULT_ACCOUNT_ID][HOME].get_instance(drill["InstanceId"]).launch_time = start - timedelta(
+        minutes=31
+    )
     swept = drills.tick(start + timedelta(minutes=1))
     # Then the drill instance is terminated and the drill reported failed, once
     assert swept["swept"] == [drill["InstanceId"]]
     assert drill_instances(states=("pending", "running", "stopping", "stopped")) == []
     [note] = drills.stack.notifications()
     assert note.event == "restore.failed" and "terminated by the sweeper" in note.document["reason"]
+    assert note.document["instance_id"] == instance
     assert image_tags(newest)[RESTORE_DRILL].startswith("failed ")
     # And the next tick has nothing left to sweep or to say
     assert drills.tick(start + timedelta(minutes=2))["swept"] == []
@@ -231,6 +233,7 @@ def test_a_drill_group_that_lets_traffic_in_is_refused_and_reported(drills: Dril
     assert result["failed"] == [instance] and drill_instances() == []
     [note] = drills.stack.notifications()
     assert drills.network.group_id in note.document["reason"] and "inbound" in note.document["reason"]
+    assert image_tags(newest)[RESTORE_DRILL].startswith("failed ")
 
 
 def test_without_a_drill_network_a_due_drill_is_reported_once_per_verify_slot(

@@ -93,3 +93,42 @@ def test_missing_variable_is_named() -> None:
     environ = {key: value for key, value in VALID.items() if key != "AMIKEEPER_TOPIC_ARN"}
     with pytest.raises(ConfigError, match="AMIKEEPER_TOPIC_ARN: is missing"):
         load_settings(environ)
+
+
+def test_drill_settings_are_typed_and_empty_means_none() -> None:
+    # Given the template's defaults / When loaded
+    settings = load_settings(VALID)
+    # Then no verify default, no drill network, and the caps as numbers
+    assert settings.verify_schedule is None and settings.drill_instance_type is None
+    assert settings.drill_subnet_ids == () and settings.drill_security_group_ids == ()
+    assert (settings.max_concurrent_drills, settings.drill_minutes_per_day, settings.drill_max_minutes) == (
+        2,
+        240,
+        20,
+    )
+    configured = load_settings(
+        VALID
+        | {
+            "AMIKEEPER_VERIFY_SCHEDULE": "weekly@sun 05:00",
+            "AMIKEEPER_DRILL_SUBNET_IDS": "subnet-0aaaaaaaaaaaaaaaa, subnet-0bbbbbbbbbbbbbbbb",
+            "AMIKEEPER_DRILL_SECURITY_GROUP_IDS": "sg-0cccccccccccccccc",
+        }
+    )
+    assert configured.verify_schedule == "weekly@sun 05:00"
+    assert configured.drill_subnet_ids == ("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("AMIKEEPER_VERIFY_SCHEDULE", "fortnightly", "fortnightly"),
+        ("AMIKEEPER_DRILL_SUBNET_IDS", "sg-0cccccccccccccccc", "is not a subnet id"),
+        ("AMIKEEPER_DRILL_SECURITY_GROUP_IDS", "subnet-0aaaaaaaaaaaaaaaa", "is not a security group id"),
+        ("AMIKEEPER_DRILL_MAX_MINUTES", "2", "outside 5..720"),
+        ("AMIKEEPER_DRILL_QUEUE_URL", "", "is missing"),
+    ],
+)
+def test_a_bad_drill_setting_fails_the_cold_start_naming_it(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as raised:
+        load_settings(VALID | {variable: value})
+    assert raised.value.variable == variable
