@@ -273,3 +273,47 @@ def test_a_drill_deletes_every_volume_it_made(drills: Drills) -> None:
     # Then no volume of the drill is left behind
     after = {v["VolumeId"] for v in boto3.client("ec2", region_name=HOME).describe_volumes()["Volumes"]}
     assert after <= volumes_before
+
+
+def report(drills: Drills, when: datetime) -> Any:
+    drills.functions["ReportFunction"].invoke(
+        {"scheduled_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "execution_id": f"report-{when:%H%M%S}"}
+    )
+    [note] = [n for n in drills.stack.notifications() if n.event == "report.daily"]
+    return note
+
+
+def test_the_daily_report_shows_the_days_drills_and_flags_a_failed_one(drills: Drills) -> None:
+    # Given two instances drilled today, one verified and one whose drill failed
+    passed, [_, passed_backup] = backed_up({"Backup": "true", "Name": "web-1"})
+    broken, _ = backed_up({"Backup": "true", "Name": "web-2"})
+    drills.tick(now())
+    for instance in drill_instances(states=("pending", "running")):
+        if tags_of(instance)[INSTANCE_ID] == broken:
+            drills.checks[instance["InstanceId"]] = "impaired"
+    drills.follow()
+    drills.stack.notifications()  # the restore.failed already went out
+    # When the daily report runs
+    note = report(drills, now() + timedelta(minutes=5))
+    # Then it counts and lists both drills, and asks for attention because of the failed one
+    assert note.severity == "warning"
+    assert (note.document["drills_verified_total"], note.document["drills_failed_total"]) == (1, 1)
+    listed = {i["instance_id"]: i["drill"] for i in note.document["instances"]}
+    assert listed[passed]["state"] == "verified" and listed[passed]["image_id"] == passed_backup
+    assert listed[broken]["state"] == "failed" and "impaired" in listed[broken]["detail"]
+    assert "Restore drills" in note.document["text"] and "failed or overdue restore drill" in note.subject
+
+
+def test_a_drill_not_run_within_a_day_of_its_slot_is_overdue_in_the_report(
+    aws: Ec2Fidelity, sam_app: SamApp
+) -> None:
+    # Given a weekly verify whose slot passed two days ago, and no drill since (the drills never ran)
+    slot = now() - timedelta(days=2)
+    drills = make_drills(aws, sam_app, VerifySchedule=f"weekly@{slot:%a}".lower() + f" {slot:%H}:00")
+    instance, _ = backed_up({"Backup": "true"})
+    # When the daily report runs
+    note = report(drills, now())
+    # Then the instance's drill is overdue, and the report asks for attention
+    [listed] = note.document["instances"]
+    assert listed["instance_id"] == instance and listed["drill"]["state"] == "overdue"
+    assert note.document["drills_overdue_total"] == 1 and note.severity == "warning"

@@ -27,6 +27,9 @@ from amikeeper.schedules import Schedule, ScheduleError
 SMALL_TYPES: Mapping[str, str] = {"x86_64": "t3.micro", "arm64": "t4g.micro", "i386": "t3.micro"}
 DEFAULT_SMALL_TYPE = "t3.micro"
 TAG_VALUE_MAX = 256
+# How long after a verify slot its drills may still start (ticks go on starting those a cap held back);
+# past it, a drill not run for that slot is overdue, and ticks stop reading the fleet for it.
+VERIFY_WINDOW = timedelta(days=1)
 
 Outcome = Literal["verified", "failed"]
 

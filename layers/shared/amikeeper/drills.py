@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import ClientError
 
 from amikeeper.drill_plan import (
+    VERIFY_WINDOW,
     DrillCandidate,
     DrillNetwork,
     DrillRecord,
@@ -68,8 +69,6 @@ FIRST_LOOK_SECONDS = 90
 LOOK_SECONDS = 60
 # How long after its own limit a drill instance is left to its checker before the sweeper takes it.
 SWEEP_GRACE = timedelta(minutes=10)
-# How long after a verify slot ticks still read the fleet for drills due (capped ones wait for later ticks).
-VERIFY_WINDOW = timedelta(days=1)
 FAILURE_MEMORY = timedelta(days=8)
 
 

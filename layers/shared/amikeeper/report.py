@@ -14,6 +14,9 @@ runs from the backup's slot (from its creation when it has none), the same time 
   when that age is more than the schedule's longest interval plus one planner tick plus the copy
   allowance (``CopyAllowanceHours``), or **missing** when no backup has a copy there yet (an instance
   launched less than that bound ago is not flagged).
+- **restore drills** (SPEC §10): for an instance whose policy has ``verify``, its drill for the latest
+  verify slot, read from its backups' ``amikeeper:restore-drill`` tags: verified, failed, waiting (the
+  slot passed less than a day ago), or overdue. The report lists the last day's drills and the overdue.
 
 One ``report.daily`` per run (``info``, or ``warning`` when anything needs attention) and, when there
 are violations, one ``rpo.violation`` (``error``), so people can subscribe to errors only. SNS caps a
@@ -30,14 +33,17 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.config import Settings
+from amikeeper.drill_plan import VERIFY_WINDOW, DrillRecord, read_record
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
-from amikeeper.model import Image, Instance, Stack, TagKeys
+from amikeeper.model import RESTORE_DRILL, Image, Instance, Stack, TagKeys
 from amikeeper.naming import format_slot
 from amikeeper.notifications import NoticeLedger, Notification, fit_to_sns, render_table
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
 
 REPORT_MEMORY = timedelta(days=2)
+# The drills a daily report lists: those of the day it covers.
+DRILL_PERIOD = timedelta(days=1)
 
 Status = Literal["violation", "invalid", "new", "ok"]
 STATUS_ORDER: dict[Status, int] = {"violation": 0, "invalid": 1, "new": 2, "ok": 3}
@@ -70,6 +76,31 @@ class CopyStatus:
         }
 
 
+DrillState = Literal["verified", "failed", "waiting", "overdue"]
+
+
+@dataclass(frozen=True)
+class DrillStatus:
+    """An instance's restore drill for its latest verify slot: verified or failed (its last drill), waiting
+    (the slot passed within the drills' window: a later tick starts it), or overdue (the window passed
+    with no drill: capped out, no backup to drill, or the drill functions not running)."""
+
+    verify: str
+    state: DrillState
+    image_id: str | None = None
+    at: datetime | None = None
+    detail: str = ""
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "verify": self.verify,
+            "state": self.state,
+            "image_id": self.image_id,
+            "at": format_slot(self.at) if self.at else None,
+            "detail": self.detail or None,
+        }
+
+
 @dataclass(frozen=True)
 class InstanceStatus:
     region: str
@@ -84,10 +115,15 @@ class InstanceStatus:
     allowed_age: timedelta | None = None
     reason: str | None = None
     copies: tuple[CopyStatus, ...] = ()
+    drill: DrillStatus | None = None
 
     @property
     def late_copies(self) -> list[CopyStatus]:
         return [copy for copy in self.copies if copy.state != "ok"]
+
+    @property
+    def drill_problem(self) -> bool:
+        return self.drill is not None and self.drill.state in ("failed", "overdue")
 
     def document(self) -> dict[str, Any]:
         return {
@@ -103,6 +139,7 @@ class InstanceStatus:
             "allowed_age_seconds": _seconds(self.allowed_age),
             "reason": self.reason,
             "copies": [copy.document() for copy in self.copies],
+            "drill": self.drill.document() if self.drill else None,
         }
 
 
@@ -183,6 +220,22 @@ class DailyReport:
     def failed_regions(self) -> list[RegionReport]:
         return [region for region in self.regions if region.error]
 
+    def drills(self, state: DrillState) -> list[InstanceStatus]:
+        return [i for i in self.instances if i.drill is not None and i.drill.state == state]
+
+    @property
+    def recent_drills(self) -> list[InstanceStatus]:
+        """Instances drilled in the last day, and those whose drill is overdue: what the report lists."""
+        return [
+            i
+            for i in self.instances
+            if i.drill is not None
+            and (
+                i.drill.state == "overdue"
+                or (i.drill.at is not None and self.time - i.drill.at <= DRILL_PERIOD)
+            )
+        ]
+
     @property
     def needs_attention(self) -> bool:
         return bool(
@@ -190,6 +243,7 @@ class DailyReport:
             or self.stale
             or self.failed_regions
             or self.late_copies
+            or any(instance.drill_problem for instance in self.instances)
             or any(region.count("invalid") for region in self.regions)
         )
 
@@ -214,6 +268,7 @@ def assess_region(
     """Pure: the status of each opted-in instance and the stale pending AMIs of one region."""
     newest: dict[str, Image] = {}
     copied: dict[tuple[str, str], Image] = {}  # (instance, destination) -> newest backup copied there
+    drilled: dict[str, tuple[DrillRecord, Image]] = {}  # instance -> its last drill, on which backup
     stale: list[StalePending] = []
     for image in images:
         if image.state == "pending" and now - image.created > pending_timeout:
@@ -229,6 +284,11 @@ def assess_region(
                 )
             )
         instance_id = image.instance_id
+        record = read_record(image.tags.get(RESTORE_DRILL))
+        if record is not None and instance_id is not None and image.copy_of is None:
+            known = drilled.get(instance_id)
+            if known is None or record.at > known[0].at:
+                drilled[instance_id] = (record, image)
         if image.state != "available" or instance_id is None or image.copy_of is not None:
             continue
         _keep_newest(newest, instance_id, image)
@@ -239,7 +299,8 @@ def assess_region(
         status = assess_instance(region, instance, newest.get(instance.instance_id), catalog, keys, now, tick)
         if status is not None:
             copies = assess_copies(status, instance, copied, catalog, keys, now, tick + copy_allowance)
-            statuses.append(replace(status, copies=copies))
+            drill = assess_drill(status, instance, drilled.get(instance.instance_id), catalog, keys, now)
+            statuses.append(replace(status, copies=copies, drill=drill))
     return RegionReport(region=region, instances=tuple(statuses), stale=tuple(stale))
 
 
@@ -282,6 +343,31 @@ def assess_copies(
             )
         )
     return tuple(found)
+
+
+def assess_drill(
+    status: InstanceStatus,
+    instance: Instance,
+    last: tuple[DrillRecord, Image] | None,
+    catalog: PolicyCatalog,
+    keys: TagKeys,
+    now: datetime,
+) -> DrillStatus | None:
+    """The instance's drill for its latest verify slot; None when its policy asks for none."""
+    if status.status == "invalid":
+        return None
+    policy = resolve_policy(instance.tags, keys, catalog)
+    if policy is None or policy.verify is None:
+        return None
+    slot = policy.verify.slot_at(now)
+    if last is not None and last[0].at >= slot:
+        record, image = last
+        return DrillStatus(policy.verify.expression, record.outcome, image.image_id, record.at, record.detail)
+    state: DrillState = "overdue" if now - slot > VERIFY_WINDOW else "waiting"
+    image_id, at = (last[1].image_id, last[0].at) if last is not None else (None, None)
+    return DrillStatus(
+        policy.verify.expression, state, image_id, at, f"no drill since the {format_slot(slot)} slot"
+    )
 
 
 def assess_instance(
@@ -414,6 +500,9 @@ def daily_report(report: DailyReport, limit: int | None = None) -> Notification:
             problems.append(f"{counts['invalid']} invalid")
         if report.late_copies:
             problems.append(f"{len(report.late_copies)} late copies")
+        bad_drills = len(report.drills("failed")) + len(report.drills("overdue"))
+        if bad_drills:
+            problems.append(f"{bad_drills} failed or overdue restore drill(s)")
         if report.failed_regions:
             problems.append(f"{len(report.failed_regions)} region(s) unreadable")
         subject = f"amikeeper daily report: {', '.join(problems)} in {where}"
@@ -438,6 +527,9 @@ def daily_report(report: DailyReport, limit: int | None = None) -> Notification:
             "stale_pending": [image.document() for image in listed_stale],
             "copy_allowance_hours": int(report.copy_allowance.total_seconds() // 3600),
             "late_copies_total": len(report.late_copies),
+            "drills_verified_total": len(report.drills("verified")),
+            "drills_failed_total": len(report.drills("failed")),
+            "drills_overdue_total": len(report.drills("overdue")),
         },
     )
 
@@ -506,6 +598,25 @@ def _daily_summary(
                     c.state,
                 ]
                 for i, c in late
+            ]
+        )
+    drills = [i for i in report.recent_drills if i in listed]
+    if drills:
+        lines += ["", "Restore drills (the last day's, and those overdue):"]
+        lines += render_table(
+            [["region", "instance", "verify", "backup", "drilled", "outcome", "detail"]]
+            + [
+                [
+                    i.region,
+                    i.instance_id,
+                    d.verify,
+                    d.image_id or "-",
+                    format_slot(d.at) if d.at else "-",
+                    d.state,
+                    _short(d.detail or "-"),
+                ]
+                for i in drills
+                if (d := i.drill) is not None
             ]
         )
     left_out = (total - len(listed)) + (len(report.stale) - len(listed_stale))
