@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from scripts.demo_backup import POLICIES, scheduled_backups
 from scripts.demo_copies import disaster_recovery_copies
+from scripts.demo_drills import restore_drills
 from scripts.demo_events import events_and_report
 from scripts.demo_restore import operator_restore
 from scripts.demo_retention import retention_history
@@ -28,6 +29,7 @@ def main() -> None:
         disaster_recovery_copies(world, POLICIES, next_day)
         # After chapter 3's 07:00 report, the operator looks.
         operator_restore(world, fleet, next_day + timedelta(hours=7, minutes=30))
+        restore_drills(world, fleet, next_day + timedelta(hours=8))
     print("\nDone: everything above ran in-process against moto; no AWS account was used.")
 
 

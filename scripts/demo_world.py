@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
@@ -137,8 +138,12 @@ def handler_output_discarded() -> Iterator[None]:
     With POWERTOOLS_METRICS_DISABLED, Powertools keeps adding metrics up across invocations and still
     prints the whole set once one metric holds 100 values, which a simulation of weeks reaches.
     """
-    with redirect_stdout(io.StringIO()):
-        yield
+    logging.disable(logging.CRITICAL)  # a handler's logger may hold the real stdout from an earlier import
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def settle_creation_dates(world: World, after_slot: timedelta = timedelta(minutes=4)) -> None:

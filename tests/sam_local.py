@@ -219,6 +219,15 @@ class ResolvedFunction:
             sys.modules.pop(self._container.module.__name__, None)
             self._container.module = None
 
+    def warm_module(self) -> ModuleType:
+        """The module of a warm container (cold-starting one if there is none): what a simulation patches,
+        e.g. the clock its handler reads."""
+        if self._container.module is None:
+            with self._running():
+                self._container.module = self._import_handler_module()
+                self._container.cold_starts += 1
+        return self._container.module
+
     def runtime_environment(self) -> dict[str, str]:
         """Everything the handler sees: Lambda's runtime variables, then the function's own."""
         runtime = {

@@ -1,5 +1,5 @@
-"""`make demo` runs to the end, and its last chapter shows an operator restoring a terminated instance
-through the CLI: what they typed, what the CLI printed, and the new instance next to the original."""
+"""`make demo` runs to the end: chapter 5 shows an operator restoring a terminated instance through the CLI
+(what they typed, what the CLI printed, the new instance next to the original), chapter 6 restore drills."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def test_the_demo_ends_with_a_terminated_instance_restored_through_the_cli(
     demo.main()
     out = capsys.readouterr().out
     copies = out[out.index("=== 4. ") : out.index("=== 5. ")]
-    chapter = out[out.index("=== 5. ") :]
+    chapter = out[out.index("=== 5. ") : out.index("=== 6. ")]
+    drills = out[out.index("=== 6. ") :]
 
     # Then chapter 4 copied each of db-2's five backups to Frankfurt and to the vault, under the vault's key
     rows = re.findall(r"^  (ami-\w+) +(2027-\S+) +(ami-\w+|-) +(ami-\w+|-) +(.+)$", copies, re.M)
@@ -53,4 +54,17 @@ def test_the_demo_ends_with_a_terminated_instance_restored_through_the_cli(
     assert (original, restored != web) == (web, True)
     assert (new_subnet, new_groups) == (subnet, groups)
     assert "Name=web-1" in tags and "Name=web-1, amikeeper:restored-from=ami-" in new_tags
+    # And chapter 6 drilled the newest backups one at a time (which goes first follows the instance ids):
+    # app-1's verified, batch-1's failed and reported
+    [(first, second), (third,)] = [
+        re.findall(r"05:00Z: started \['([\w-]+)'\], waiting \['([\w-]+)'\]", drills)[0],
+        re.findall(r"05:30Z: started \['([\w-]+)'\], waiting none", drills),
+    ]
+    assert {first, second} == {"app-1", "batch-1"} and third == second
+    assert re.search(r"^  app-1 +ami-\w+ +i-\w+ +t4g.micro +subnet-\w+ +terminated +verified ", drills, re.M)
+    assert re.search(r"^  batch-1 +ami-\w+ +i-\w+ +t4g.micro +subnet-\w+ +terminated +failed ", drills, re.M)
+    assert "drill instances left running: none" in drills
+    assert drills.count("[restore.failed / error]") == 1
+    assert re.search(r"verified +running=\d+s ok=\d+s", drills)
+    assert '{"level"' not in drills, "handler logs go to CloudWatch, not the demo's reader"
     assert out.rstrip().endswith("no AWS account was used.")
