@@ -16,6 +16,7 @@ from moto.ec2.models import ec2_backends
 
 from amikeeper.model import DRILL, DRILL_OF, INSTANCE_ID, RESTORE_DRILL, RESTORE_VERIFIED
 from amikeeper.naming import parse_slot
+from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.end_state import tags_of
 from tests.fixtures.stack import MotoStack, create_stack, make_backup, run_instances
@@ -317,3 +318,38 @@ def test_a_drill_not_run_within_a_day_of_its_slot_is_overdue_in_the_report(
     [listed] = note.document["instances"]
     assert listed["instance_id"] == instance and listed["drill"]["state"] == "overdue"
     assert note.document["drills_overdue_total"] == 1 and note.severity == "warning"
+
+
+def test_a_drill_costs_one_launch_one_termination_one_tag_and_a_look_a_minute(drills: Drills) -> None:
+    # Given one instance due a drill
+    backed_up({"Backup": "true"})
+    # When a tick starts its drill and the checker follows it (up by its second look)
+    looks = iter(["initializing", "ok"])
+    drills.default_checks = "initializing"
+
+    def next_look() -> None:
+        drills.default_checks = next(looks, "ok")
+
+    def between() -> None:
+        next_look()
+        drills._report()
+
+    # (one counter throughout: the functions' clients, once made, keep the handlers it installed)
+    with counting() as counter:
+        drills.tick(now())
+        after_tick = counter.tally()
+        drills.stack.deliver_drills(drills.functions["DrillCheckerFunction"].invoke, between=between)
+        check = (counter.tally() - after_tick).calls
+    tick = {key: count for key, count in after_tick.calls.items() if key.startswith("ec2:")}
+    # Then the tick read the region once each for its drills and its fleet, its backups and its drill
+    # network, and launched once
+    assert tick == {
+        "ec2:DescribeInstances": 2,
+        "ec2:DescribeImages": 1,
+        "ec2:DescribeSubnets": 1,
+        "ec2:DescribeSecurityGroups": 1,
+        "ec2:RunInstances": 1,
+    }
+    # And the checker looked once per delivery, terminated once and tagged the backup once
+    assert check["ec2:DescribeInstanceStatus"] == 2
+    assert check["ec2:TerminateInstances"] == 1 and check["ec2:CreateTags"] == 1

@@ -314,9 +314,8 @@ def _sweep(
 def _record(ec2: Ec2Gateway, image_id: str, record: DrillRecord, now: datetime) -> None:
     """The drill's outcome on its backup; a backup retention deleted meanwhile has nothing to record on."""
     try:
-        ec2.tag_image(image_id, RESTORE_DRILL, record.tag_value())
-        if record.outcome == "verified":
-            ec2.tag_image(image_id, RESTORE_VERIFIED, format_slot(now))
+        verified_at = {RESTORE_VERIFIED: format_slot(now)} if record.outcome == "verified" else {}
+        ec2.tag_image_with(image_id, {RESTORE_DRILL: record.tag_value()} | verified_at)
     except ClientError as error:
         if error_code(error) not in IMAGE_NOT_FOUND:
             raise

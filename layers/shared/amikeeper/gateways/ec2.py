@@ -483,7 +483,11 @@ class Ec2Gateway:
             )
 
     def tag_image(self, image_id: str, key: str, value: str) -> None:
-        self._client.create_tags(Resources=[image_id], Tags=[{"Key": key, "Value": value}])
+        self.tag_image_with(image_id, {key: value})
+
+    def tag_image_with(self, image_id: str, tags: Mapping[str, str]) -> None:
+        """One CreateTags of several keys on one AMI."""
+        self._client.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
     def untag_image(self, image_id: str, keys: Collection[str]) -> None:
         """DeleteTags of these keys on one AMI (the operator CLI releasing a hold)."""
