@@ -16,6 +16,7 @@ from moto import mock_aws
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.responses.amis import AmisResponse
 from mypy_boto3_ec2 import EC2Client
+from mypy_boto3_ec2.literals import InstanceTypeType
 from mypy_boto3_ec2.type_defs import (
     LaunchPermissionModificationsTypeDef,
     LaunchPermissionTypeDef,
@@ -1487,3 +1488,29 @@ def test_the_key_behind_aws_ebs_is_aws_managed(aws: Ec2Fidelity) -> None:  # noq
     assert key["KeyManager"] == "AWS"
     aliases = boto3.client("kms", region_name=FAKE_REGION).list_aliases(KeyId=key["KeyId"])["Aliases"]
     assert [alias["AliasName"] for alias in aliases] == ["alias/aws/ebs"]
+
+
+# --- Gap 16: RunInstances is idempotent by ClientToken ----------------------------------------------------
+def test_run_instances_repeated_with_its_client_token_launches_nothing_new(ec2: EC2Client) -> None:
+    image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+
+    def launch(token: str | None, instance_type: InstanceTypeType = "t3.micro") -> str:
+        token_given: dict[str, Any] = {"ClientToken": token} if token else {}
+        response = ec2.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, InstanceType=instance_type, **token_given
+        )
+        return response["Instances"][0]["InstanceId"]
+
+    # Given an instance launched with a client token
+    first = launch("drill-of-ami-1")
+    # When the same request comes again with the same token, and without a token
+    again = launch("drill-of-ami-1")
+    other = launch(None)
+    # Then the repeat answers with the first instance, and only the untokened call launched another
+    assert again == first and other != first
+    running = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert sorted(i["InstanceId"] for i in running) == sorted({first, other})
+    # And the token with other parameters is refused
+    with pytest.raises(ClientError) as refused:
+        launch("drill-of-ami-1", "t3.small")
+    assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
