@@ -353,3 +353,14 @@ def test_a_drill_costs_one_launch_one_termination_one_tag_and_a_look_a_minute(dr
     # And the checker looked once per delivery, terminated once and tagged the backup once
     assert check["ec2:DescribeInstanceStatus"] == 2
     assert check["ec2:TerminateInstances"] == 1 and check["ec2:CreateTags"] == 1
+
+
+def test_a_tick_delivered_twice_launches_one_drill(drills: Drills) -> None:
+    # Given an instance due a drill
+    instance, _ = backed_up({"Backup": "true"})
+    # When the scheduler delivers the same tick twice (at least once delivery), before any look
+    first = drills.tick(now())
+    second = drills.tick(now())
+    # Then one drill instance runs, and the second tick sees it as in flight
+    assert first["started"] == [instance] and second["started"] == []
+    assert len(drill_instances()) == 1
