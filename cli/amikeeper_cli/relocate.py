@@ -12,8 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from amikeeper.gateways.ec2 import Ec2Gateway, Subnet
-from amikeeper.model import LAUNCH_KEY, LAUNCH_SECURITY_GROUPS, LAUNCH_SUBNET, LAUNCH_TYPE, LaunchConfig
+from amikeeper.gateways.ec2 import Ec2Gateway
+from amikeeper.model import (
+    LAUNCH_KEY,
+    LAUNCH_SECURITY_GROUPS,
+    LAUNCH_SUBNET,
+    LAUNCH_TYPE,
+    LaunchConfig,
+    Subnet,
+)
 from amikeeper_cli.errors import BadInput
 
 

@@ -24,8 +24,7 @@ from amikeeper.drill_plan import (
     read_record,
     verified,
 )
-from amikeeper.gateways.ec2 import GroupFacts, Subnet
-from amikeeper.model import RESTORE_DRILL, Image
+from amikeeper.model import RESTORE_DRILL, GroupFacts, Image, Subnet
 from amikeeper.naming import format_slot
 from amikeeper.policies import build_catalog
 from amikeeper.readiness import Readiness

@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from amikeeper.backups import newest_available
-from amikeeper.gateways.ec2 import GroupFacts, Subnet
-from amikeeper.model import RESTORE_DRILL, Image
+from amikeeper.model import RESTORE_DRILL, GroupFacts, Image, Subnet
 from amikeeper.naming import InvalidSlotError, format_slot, parse_slot
 from amikeeper.readiness import Readiness
 from amikeeper.schedules import Schedule, ScheduleError

@@ -30,11 +30,14 @@ __all__ = [
     "SLOT",
     "TRIGGER",
     "TRIGGERS",
+    "GroupFacts",
     "Image",
     "Instance",
+    "InstanceHealth",
     "LaunchConfig",
     "Snapshot",
     "Stack",
+    "Subnet",
     "TagKeys",
     "Trigger",
     "WorkItem",
@@ -174,6 +177,32 @@ class Instance:
     @property
     def gone(self) -> bool:
         return self.state == TERMINATED
+
+
+@dataclass(frozen=True)
+class InstanceHealth:
+    """An instance's state and its two status checks (`ok`, `initializing`, `impaired`, …), each with the
+    name of the detail that is not `passed` when there is one."""
+
+    state: str
+    instance_check: str
+    system_check: str
+    instance_detail: str = ""
+    system_detail: str = ""
+
+
+@dataclass(frozen=True)
+class Subnet:
+    subnet_id: str
+    vpc_id: str
+    availability_zone: str
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    group_id: str
+    vpc_id: str
+    ingress_rules: int
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amikeeper.gateways.ec2 import InstanceHealth
+from amikeeper.model import InstanceHealth
 
 # What a status check reads while it has not decided yet; anything else but `ok` is a failure.
 UNDECIDED_CHECKS = frozenset({"initializing", "insufficient-data", "not-applicable"})

@@ -28,10 +28,13 @@ from amikeeper.model import (
     MANAGED_BY,
     SLOT,
     TRIGGER,
+    GroupFacts,
     Image,
     Instance,
+    InstanceHealth,
     LaunchConfig,
     Snapshot,
+    Subnet,
     WorkItem,
     tag_map,
 )
@@ -168,32 +171,6 @@ class Deregistration:
     image_id: str
     snapshots: tuple[SnapshotDeletion, ...]
     method: Literal["DeleteAssociatedSnapshots", "DeleteSnapshot"]
-
-
-@dataclass(frozen=True)
-class InstanceHealth:
-    """An instance's state and its two status checks (`ok`, `initializing`, `impaired`, …), each with the
-    name of the detail that is not `passed` when there is one."""
-
-    state: str
-    instance_check: str
-    system_check: str
-    instance_detail: str = ""
-    system_detail: str = ""
-
-
-@dataclass(frozen=True)
-class Subnet:
-    subnet_id: str
-    vpc_id: str
-    availability_zone: str
-
-
-@dataclass(frozen=True)
-class GroupFacts:
-    group_id: str
-    vpc_id: str
-    ingress_rules: int
 
 
 @dataclass(frozen=True)
