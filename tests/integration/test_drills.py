@@ -123,7 +123,8 @@ def test_a_due_backup_is_booted_in_the_drill_network_verified_and_terminated(dri
     assert launched["ImageId"] == newest
     assert launched["SubnetId"] == drills.network.subnet_id
     assert [g["GroupId"] for g in launched["SecurityGroups"]] == [drills.network.group_id]
-    assert launched["InstanceType"] == "t3.micro"
+    [image] = boto3.client("ec2", region_name=HOME).describe_images(ImageIds=[newest])["Images"]
+    assert launched["InstanceType"] == {"x86_64": "t3.micro", "arm64": "t4g.micro"}[image["Architecture"]]
     assert "KeyName" not in launched and "IamInstanceProfile" not in launched
     assert tags_of(launched)[DRILL_OF] == newest and tags_of(launched)[INSTANCE_ID] == instance
     # And it was terminated once verified, and the backup says so (the older one is untouched)
