@@ -147,6 +147,7 @@ def test_the_asynchronously_invoked_functions_are_the_scheduled_and_event_driven
     assert async_functions() == [
         "PlannerFunction",
         "RetentionFunction",
+        "DrillFunction",
         "InstanceStateFunction",
         "AmiStateFunction",
         "ReportFunction",
@@ -487,6 +488,7 @@ DEPLOYED = {
     "AMIKEEPER_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
     "AMIKEEPER_IDEMPOTENCY_TABLE": "t",
     "AMIKEEPER_COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/c",
+    "AMIKEEPER_DRILL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/d",
 }
 STACKS = ("amikeeper-prod", "amikeeper-test")
 
