@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
-import pytest
 
 from amikeeper.model import DRILL, INSTANCE_ID, RESTORE_DRILL
 from scripts.demo_restore import amikeeper, simulated_now
@@ -29,6 +28,7 @@ from scripts.demo_world import (
     heading,
     set_launch_time,
     show_notifications,
+    simulated_clock,
     table,
     tags_of,
 )
@@ -138,17 +138,8 @@ def _ec2_reports_checks(world: World, clock: SimulatedClock, names: Mapping[str,
 
 @contextmanager
 def _checker_sees(world: World, clock: SimulatedClock) -> Iterator[None]:
-    """The checker's "now" (datetime.now in its handler) is the simulated clock, in its warm container only
-    (moto keeps reading the wall clock)."""
-
-    class Simulated(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> Simulated:
-            return cls.fromtimestamp(clock.now.timestamp(), tz)
-
-    module = world.functions["DrillCheckerFunction"].warm_module()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "datetime", Simulated)
+    """The checker's "now" (datetime.now in its handler) is the simulated clock, in its warm container."""
+    with simulated_clock(world.functions["DrillCheckerFunction"].warm_module(), lambda: clock.now):
         yield
 
 

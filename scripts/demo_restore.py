@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper_cli import deployment, wait
 from amikeeper_cli.main import cli
-from scripts.demo_world import World, heading, table, tags_of
+from scripts.demo_world import World, heading, simulated_clock, table, tags_of
 from tests.fixtures.deployed import register
 
 # What the demo's terminal is as wide as: the CLI's tables fit, identifiers are not folded.
@@ -50,14 +50,7 @@ class VirtualClock:
 @contextmanager
 def simulated_now(now: datetime) -> Iterator[None]:
     """The CLI's "now" (Deployment.now, from datetime.now) is the demo's simulated time."""
-
-    class Simulated(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> Simulated:
-            return cls.fromtimestamp(now.timestamp(), tz)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(deployment, "datetime", Simulated)
+    with simulated_clock(deployment, lambda: now):
         yield
 
 

@@ -8,14 +8,16 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 from moto.ec2.models import ec2_backends
 
@@ -153,6 +155,20 @@ def settle_creation_dates(world: World, after_slot: timedelta = timedelta(minute
         if slot:
             created = datetime.fromisoformat(slot.replace("Z", "+00:00")) + after_slot
             world.ec2fid.set_creation_date(world.region, image["ImageId"], created)
+
+
+@contextmanager
+def simulated_clock(module: ModuleType, now: Callable[[], datetime]) -> Iterator[None]:
+    """``datetime.now`` in that one module reads the demo's simulated time (moto keeps the wall clock)."""
+
+    class Simulated(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Simulated:
+            return cls.fromtimestamp(now().timestamp(), tz)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "datetime", Simulated)
+        yield
 
 
 def set_launch_time(world: World, instance_id: str, when: datetime) -> None:

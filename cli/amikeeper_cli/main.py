@@ -22,6 +22,7 @@ from amikeeper_cli.commands.restore import restore as restore_instance
 from amikeeper_cli.commands.status import status as fleet_status
 from amikeeper_cli.deployment import Deployment
 from amikeeper_cli.errors import CliError, OperationFailed
+from amikeeper_cli.relocate import Elsewhere
 from amikeeper_cli.render import View, show
 
 DEFAULT_STACK = "amikeeper"
@@ -172,8 +173,18 @@ def release(deployment: Deployment, ami: str) -> View:
     help="Seconds to wait before giving up (exit 1).",
 )
 @_interactive_command
-def restore(deployment: Deployment, instance: str, **options: Any) -> View:
+def restore(
+    deployment: Deployment,
+    instance: str,
+    subnet_id: str | None,
+    security_group_ids: tuple[str, ...],
+    instance_type: str | None,
+    key_name: str | None,
+    no_key: bool,
+    **options: Any,
+) -> View:
     """Restore INSTANCE from its newest available backup (or --backup / --at): as a new instance with its
     recorded configuration, or by replacing the running instance's root volume in place; or, with
     --from-copy REGION, as a new instance from that backup's copy in REGION."""
-    return restore_instance(deployment, Request(instance_id=instance, **options))
+    elsewhere = Elsewhere(subnet_id, tuple(security_group_ids), instance_type, key_name, no_key)
+    return restore_instance(deployment, Request(instance_id=instance, elsewhere=elsewhere, **options))

@@ -45,17 +45,7 @@ class Request:
     timeout: float
     as_json: bool
     from_copy: str | None = None
-    subnet_id: str | None = None
-    security_group_ids: tuple[str, ...] = ()
-    instance_type: str | None = None
-    key_name: str | None = None
-    no_key: bool = False
-
-    @property
-    def elsewhere(self) -> Elsewhere:
-        return Elsewhere(
-            self.subnet_id, tuple(self.security_group_ids), self.instance_type, self.key_name, self.no_key
-        )
+    elsewhere: Elsewhere = field(default_factory=Elsewhere)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ and the report's listings already return, so knowing it costs no call.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -68,9 +68,15 @@ def read_record(text: str | None) -> DrillRecord | None:
     return DrillRecord("verified" if outcome == "verified" else "failed", at, detail)
 
 
+def last_drilled(backups: Iterable[Image]) -> tuple[DrillRecord, Image] | None:
+    """The newest drill recorded on any of these backups, and the backup it drilled."""
+    drilled = [(record, image) for image in backups if (record := read_record(image.tags.get(RESTORE_DRILL)))]
+    return max(drilled, key=lambda found: found[0].at, default=None)
+
+
 def last_drill(backups: Iterable[Image]) -> DrillRecord | None:
-    records = [record for image in backups if (record := read_record(image.tags.get(RESTORE_DRILL)))]
-    return max(records, key=lambda record: record.at, default=None)
+    found = last_drilled(backups)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,10 @@ class DueDrill:
     last: DrillRecord | None
 
 
-def due_drill(candidate: DrillCandidate, now: datetime, in_flight: Iterable[str]) -> DueDrill | None:
+def due_drill(candidate: DrillCandidate, now: datetime, in_flight: Collection[str]) -> DueDrill | None:
     """The drill this instance is owed now, if any: on its newest available backup, for the verify slot
     that passed since its last drill; None while one of its drills is still running."""
-    if candidate.instance_id in set(in_flight):
+    if candidate.instance_id in in_flight:
         return None
     try:
         slot = candidate.verify.slot_at(now)

@@ -9,7 +9,7 @@ Two steps, neither of which waits:
   as many as the concurrency cap and the day's minutes allow, the longest unverified first. Each start
   is a RunInstances of the newest backup into the region's drill subnet and no-ingress group, and a
   delayed message on the drill queue.
-- :func:`check_drill` (DrillCheckFunction, fed by the drill queue) looks at one drill instance: up and
+- :func:`check_drill` (DrillCheckerFunction, fed by the drill queue) looks at one drill instance: up and
   passing its status checks, failed, or past its limit. A pending drill goes back to the queue with a
   delay; a settled one is terminated first and then recorded on its backup, so nothing is recorded for a
   drill that is still running.
@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -45,8 +45,10 @@ from amikeeper.drill_plan import (
     pick_network,
     verified,
 )
+from amikeeper.gateways.drill_budget import DrillBudget
 from amikeeper.gateways.ec2 import IMAGE_NOT_FOUND, DrillLaunch, Ec2Gateway, error_code
 from amikeeper.gateways.sns import Notifier
+from amikeeper.gateways.sqs import DelayQueue
 from amikeeper.model import (
     DRILL,
     DRILL_OF,
@@ -72,16 +74,6 @@ SWEEP_GRACE = timedelta(minutes=10)
 FAILURE_MEMORY = timedelta(days=8)
 
 
-class DrillQueue(Protocol):
-    def send(self, tasks: Sequence[DrillTask], delay_seconds: int = 0) -> list[DrillTask]: ...
-
-
-class MinutesBudget(Protocol):
-    def reserve(self, day: Any, minutes: int, limit: int, now: datetime) -> bool: ...
-
-    def give_back(self, day: Any, minutes: int) -> None: ...
-
-
 @dataclass(frozen=True)
 class DrillLimits:
     subnet_ids: tuple[str, ...]
@@ -100,8 +92,8 @@ class DrillLimits:
 class DrillDeps:
     ec2: Callable[[str], Ec2Gateway]
     regions: tuple[str, ...]
-    queue: DrillQueue
-    budget: MinutesBudget
+    queue: DelayQueue[DrillTask]
+    budget: DrillBudget
     notifier: Notifier
     ledger: NoticeLedger
     catalog: Callable[[], PolicyCatalog]
@@ -130,7 +122,7 @@ class TickResult:
 
 def run_drill_tick(deps: DrillDeps, now: datetime) -> TickResult:
     result = TickResult()
-    live: dict[str, list[str]] = {}  # region -> instance ids with a drill running
+    live: dict[str, set[str]] = {}  # region -> instance ids with a drill running
     running = 0
     for region in deps.regions:
         ec2 = deps.ec2(region)
@@ -141,7 +133,7 @@ def run_drill_tick(deps: DrillDeps, now: datetime) -> TickResult:
             result.swept.append(instance.instance_id)
         kept = [d for d in drills if d not in stale]
         running += len(kept)
-        live[region] = [d.tags[INSTANCE_ID] for d in kept if INSTANCE_ID in d.tags]
+        live[region] = {d.tags[INSTANCE_ID] for d in kept if INSTANCE_ID in d.tags}
     catalog = deps.catalog()
     if not _verify_slot_recently(catalog, now):
         return result
@@ -280,8 +272,7 @@ def check_drill(task: DrillTask, deps: DrillDeps, now: datetime) -> DrillOutcome
         task = task.model_copy(update={"running_at": now})
     look = judge(instance_ready(task.drill_instance_id, health), task.launched_at, now, deps.limits.limit)
     if look.verdict == "pending":
-        follow = task.model_copy(update={"looks": task.looks + 1})
-        if deps.queue.send([follow], LOOK_SECONDS):
+        if deps.queue.send([task], LOOK_SECONDS):
             raise RuntimeError(f"drill {task.drill_instance_id} could not be queued for its next look")
         return DrillOutcome("waiting", task, look.detail)
     ec2.terminate([task.drill_instance_id])

@@ -397,7 +397,6 @@ class DrillTask(BaseModel):
     slot: AwareDatetime  # the verify slot the drill serves
     launched_at: AwareDatetime
     running_at: AwareDatetime | None = None
-    looks: int = Field(default=0, ge=0)
 
     def to_message(self) -> str:
         return self.model_dump_json()

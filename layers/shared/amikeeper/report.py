@@ -33,10 +33,10 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from amikeeper.config import Settings
-from amikeeper.drill_plan import VERIFY_WINDOW, DrillRecord, read_record
+from amikeeper.drill_plan import VERIFY_WINDOW, DrillRecord, last_drilled
 from amikeeper.gateways.ec2 import Ec2Gateway
 from amikeeper.gateways.sns import Notifier
-from amikeeper.model import RESTORE_DRILL, Image, Instance, Stack, TagKeys
+from amikeeper.model import Image, Instance, Stack, TagKeys
 from amikeeper.naming import format_slot
 from amikeeper.notifications import NoticeLedger, Notification, fit_to_sns, render_table
 from amikeeper.policies import InvalidTag, PolicyCatalog, resolve_policy
@@ -268,7 +268,7 @@ def assess_region(
     """Pure: the status of each opted-in instance and the stale pending AMIs of one region."""
     newest: dict[str, Image] = {}
     copied: dict[tuple[str, str], Image] = {}  # (instance, destination) -> newest backup copied there
-    drilled: dict[str, tuple[DrillRecord, Image]] = {}  # instance -> its last drill, on which backup
+    backups: dict[str, list[Image]] = {}  # instance -> its backups in any state (not copies)
     stale: list[StalePending] = []
     for image in images:
         if image.state == "pending" and now - image.created > pending_timeout:
@@ -284,11 +284,8 @@ def assess_region(
                 )
             )
         instance_id = image.instance_id
-        record = read_record(image.tags.get(RESTORE_DRILL))
-        if record is not None and instance_id is not None and image.copy_of is None:
-            known = drilled.get(instance_id)
-            if known is None or record.at > known[0].at:
-                drilled[instance_id] = (record, image)
+        if instance_id is not None and image.copy_of is None:
+            backups.setdefault(instance_id, []).append(image)
         if image.state != "available" or instance_id is None or image.copy_of is not None:
             continue
         _keep_newest(newest, instance_id, image)
@@ -299,7 +296,8 @@ def assess_region(
         status = assess_instance(region, instance, newest.get(instance.instance_id), catalog, keys, now, tick)
         if status is not None:
             copies = assess_copies(status, instance, copied, catalog, keys, now, tick + copy_allowance)
-            drill = assess_drill(status, instance, drilled.get(instance.instance_id), catalog, keys, now)
+            drilled = last_drilled(backups.get(instance.instance_id, ()))
+            drill = assess_drill(status, instance, drilled, catalog, keys, now)
             statuses.append(replace(status, copies=copies, drill=drill))
     return RegionReport(region=region, instances=tuple(statuses), stale=tuple(stale))
 

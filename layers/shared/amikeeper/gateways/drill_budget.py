@@ -55,14 +55,6 @@ class DrillBudget:
                 ExpressionAttributeValues={":minutes": {"N": str(-minutes)}},
             )
 
-    def used(self, day: date) -> int:
-        item = (
-            self._dynamodb()
-            .get_item(TableName=self._table_name, Key={"id": {"S": _key(day)}}, ConsistentRead=True)
-            .get("Item")
-        )
-        return int(item["minutes"]["N"]) if item and "minutes" in item else 0
-
 
 def _key(day: date) -> str:
     # Beside the idempotency records and the backup notes, never colliding with either.
