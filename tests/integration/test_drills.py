@@ -20,6 +20,7 @@ from tests.fixtures.call_counter import counting
 from tests.fixtures.ec2_fidelity import Ec2Fidelity
 from tests.fixtures.end_state import tags_of
 from tests.fixtures.stack import MotoStack, create_stack, make_backup, run_instances
+from tests.fixtures.throttling import Attempt, Forward, response, simulated_http
 from tests.sam_local import ResolvedFunction, SamApp
 
 HOME = "eu-west-1"
@@ -365,3 +366,34 @@ def test_a_tick_delivered_twice_launches_one_drill(drills: Drills) -> None:
     # Then one drill instance runs, and the second tick sees it as in flight
     assert first["started"] == [instance] and second["started"] == []
     assert len(drill_instances()) == 1
+
+
+def refuse_run_instances(attempt: Attempt, forward: Forward) -> Any:
+    """EC2 out of capacity for the drill type, as it answers RunInstances."""
+    if attempt.key == "ec2:RunInstances":
+        body = (
+            "<Response><Errors><Error><Code>InsufficientInstanceCapacity</Code><Message>We currently do not "
+            "have sufficient t3.micro capacity.</Message></Error></Errors></Response>"
+        )
+        return response(500, body, {"Content-Type": "text/xml"})
+    return forward()
+
+
+def test_a_launch_ec2_refuses_is_reported_and_gives_its_minutes_back(
+    aws: Ec2Fidelity, sam_app: SamApp
+) -> None:
+    # Given two instances due a drill, a day's budget of one drill's longest run, and EC2 refusing launches
+    drills = make_drills(aws, sam_app, DrillMinutesPerDay="20", MaxConcurrentDrills="5")
+    first, [_, first_backup] = backed_up({"Backup": "true"})
+    second, _ = backed_up({"Backup": "true"})
+    # When the tick tries to start their drills
+    with simulated_http(refuse_run_instances):
+        result = drills.tick(now())
+    # Then nothing runs, and each refusal is a restore.failed naming EC2's answer, recorded on the backup
+    assert sorted(result["failed"]) == sorted([first, second]) and drill_instances() == []
+    notes = drills.stack.notifications()
+    assert [note.event for note in notes] == ["restore.failed"] * 2
+    assert all("InsufficientInstanceCapacity" in note.document["reason"] for note in notes)
+    assert image_tags(first_backup)[RESTORE_DRILL].startswith("failed ")
+    # And the first refusal gave its minutes back: the second was tried, not left waiting for minutes
+    assert result["waiting"] == []
